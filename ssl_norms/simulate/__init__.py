@@ -1,0 +1,1 @@
+"""The simulations of paper Section 4 / Appendix B."""
