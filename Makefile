@@ -1,0 +1,47 @@
+# ssl-norms: every target sets itself up (venv + installs) first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# faiss-gpu where nvidia-smi sees a GPU, faiss-cpu elsewhere (they provide the same module).
+EXTRA := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo gpu; else echo cpu; fi)
+STAMP := $(VENV)/.installed-$(EXTRA)
+DATA ?= ../shared/data
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo lint format bench reproduce-fig2 reproduce-table3 clean help
+
+help:
+	@echo "make demo | test | lint | format | bench | reproduce-fig2 | reproduce-table3 | install | clean"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRA),dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+test: install
+	WANDB_MODE=offline WANDB_SILENT=true SSL_NORMS_DATA=$(DATA) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	WANDB_MODE=offline WANDB_SILENT=true SSL_NORMS_DATA=$(DATA) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+reproduce-fig2: install
+	$(VENV)/bin/ssl-norms simulate aparametric --out results/fig2
+	$(VENV)/bin/ssl-norms simulate latent-classes --out results/fig2
+	@echo "Figure 2 written to results/fig2/"
+
+demo: install
+	$(MAKE) --no-print-directory reproduce-fig2
+
+clean:
+	rm -rf results runs .pytest_cache
