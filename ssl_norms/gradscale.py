@@ -35,7 +35,9 @@ class GradScale(torch.autograd.Function):
 def grad_scale(z: torch.Tensor, power: float = 1.0) -> torch.Tensor:
     """Functional GradScale: identity forward, row-wise ||z_i||^power backward."""
     if z.dim() < 2:
-        raise ValueError(f"grad_scale expects a batch [N, ...] of embeddings, got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"grad_scale expects a batch [N, ...] of embeddings, got shape {tuple(z.shape)}"
+        )
     if power == 0.0:
         return z
     return GradScale.apply(z, power)

@@ -20,7 +20,9 @@ def cut_init(module: nn.Module, c: float) -> nn.Module:
     if isinstance(c, bool) or not isinstance(c, (int, float)):
         raise ValueError(f"cut constant must be a number, got {c!r}")
     if not math.isfinite(c) or c <= 0:
-        raise ValueError(f"cut constant must be a finite number > 0 (1 disables cut-initialisation), got {c}")
+        raise ValueError(
+            f"cut constant must be a finite number > 0 (1 disables cut-initialisation), got {c}"
+        )
     if c == 1:
         return module
     for param in module.parameters():

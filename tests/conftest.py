@@ -20,7 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def shared_data() -> Path:
     """The real offline data (../shared/data); skips when it is not on this machine."""
     if not (SHARED_DATA / "cifar10" / "train.parquet").is_file():
-        pytest.skip(f"real data not found at {SHARED_DATA} (set SSL_NORMS_DATA to the shared/data folder)")
+        pytest.skip(
+            f"real data not found at {SHARED_DATA} (set SSL_NORMS_DATA to the shared/data folder)"
+        )
     return SHARED_DATA
 
 
