@@ -1,0 +1,377 @@
+"""The base LightningModule of the SSL methods (DESIGN §2-4, docs/contract.md).
+
+``SSLMethod`` owns what SimCLR, SimSiam and BYOL share: the backbone, cut-initialisation,
+the GradScale power, the optimizer (SGD or LARS, optional weight-decay exclusion of
+BatchNorm and bias parameters) and the warm-up + cosine schedule, the contract's
+``training_step`` / ``validation_step`` outputs, and the NaN/inf guard. A method only says
+how a pair of views becomes a loss (``compute_loss``) and what its loss-space embedding is
+(``project``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from ssl_norms.init import cut_init
+from ssl_norms.models.backbones import build_backbone, feature_dim
+from ssl_norms.optim import LARS
+from ssl_norms.schedules import warmup_cosine
+
+__all__ = ["SSLMethod", "StepOutput"]
+
+# Precisions where non-finite gradients are expected and skipped by the GradScaler.
+_AMP_FP16 = {"16-mixed", "16", "16-true"}
+
+
+@dataclass
+class StepOutput:
+    """What ``compute_loss`` returns: the loss and the batch's ``z`` [2B, d] and ``h`` [2B, f]
+    (view-1 rows, then view-2 rows; not detached yet)."""
+
+    loss: torch.Tensor
+    z: torch.Tensor
+    h: torch.Tensor
+
+
+class _WarmupCosine:
+    """Picklable LambdaLR multiplier: ``warmup_cosine`` with fixed arguments."""
+
+    def __init__(self, total_steps: int, warmup_steps: int, min_ratio: float) -> None:
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.min_ratio = min_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.total_steps, self.warmup_steps, self.min_ratio)
+
+
+class _Constant:
+    """Picklable LambdaLR multiplier 1: for parameter groups trained at a fixed lr."""
+
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+def _hparams_given_by_cli() -> bool:
+    """True while LightningCLI instantiates the module: it then hands the config (with
+    ``class_path`` dicts) to ``save_hyperparameters``, so a backbone module is stored in
+    its config form and must not be ignored."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - private name moved
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+class SSLMethod(LightningModule):
+    """Base class of the SSL methods.
+
+    Args:
+        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"mlp"``, sized by the
+            ``backbone_*`` options below; or any ``nn.Module`` (``class_path`` in a config)
+            returning features [N, f], e.g. ``ssl_norms.models.ResNet``.
+        backbone_width: ResNet base width (64 standard, 16 for CPU runs) or MLP hidden width.
+        cifar_stem: 3x3 stride-1 stem without max-pool (32 px images, DESIGN §4).
+        zero_init_residual: residual branches start at zero (DESIGN §4).
+        backbone_in_dim: input dimension of the ``"mlp"`` backbone (64 for latent classes).
+        backbone_out_dim: feature dimension of a module backbone without an ``out_dim``.
+        optimizer: ``"sgd"`` (momentum) or ``"lars"``.
+        lr: base learning rate (peak of the schedule), for the whole batch of one optimizer step.
+        momentum: SGD/LARS momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: L2 penalty; it shrinks embedding norms (paper Sec. 5).
+        exclude_bn_bias_from_wd: no weight decay (and no LARS adaptation) on BatchNorm and
+            bias parameters; they go to the ``*_no_wd`` parameter groups.
+        lars_eta: LARS trust coefficient.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed); the schedule
+            is then a cosine to ``min_lr_ratio x lr`` at the trainer's ``max_epochs``.
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (DESIGN §4: 1e-3).
+        cut_constant: cut-initialisation constant c (paper Sec. 6): every parameter of
+            the network is divided by c once, at construction. 1 disables it.
+        gradscale_power: GradScale power p (paper Sec. 6, DESIGN §3); 0 disables it.
+        check_finite: stop with a clear error when the loss or the gradients stop being
+            finite, before the optimizer step (so no checkpoint holds NaN weights).
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet50",
+        backbone_width: int = 64,
+        cifar_stem: bool = True,
+        zero_init_residual: bool = True,
+        backbone_in_dim: int | None = None,
+        backbone_out_dim: int | None = None,
+        optimizer: Literal["sgd", "lars"] = "sgd",
+        lr: float = 0.6,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 1e-6,
+        exclude_bn_bias_from_wd: bool = False,
+        lars_eta: float = 0.02,
+        warmup_epochs: float = 10.0,
+        min_lr_ratio: float = 1e-3,
+        cut_constant: float = 1.0,
+        gradscale_power: float = 0.0,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(cut_constant, bool) or not math.isfinite(cut_constant) or cut_constant <= 0:
+            raise ValueError(
+                f"cut_constant must be a finite number > 0 (1 disables cut-initialisation), got {cut_constant}"
+            )
+        if optimizer not in ("sgd", "lars"):
+            raise ValueError(f"unknown optimizer {optimizer!r}: choose 'sgd' or 'lars'")
+        if lr <= 0 or weight_decay < 0 or warmup_epochs < 0 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError(
+                f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0, 0 <= min_lr_ratio <= 1; got lr={lr}, "
+                f"weight_decay={weight_decay}, warmup_epochs={warmup_epochs}, min_lr_ratio={min_lr_ratio}"
+            )
+        if not math.isfinite(gradscale_power):
+            raise ValueError(f"gradscale_power must be finite, got {gradscale_power}")
+        ignore = (
+            ["backbone"] if isinstance(backbone, nn.Module) and not _hparams_given_by_cli() else []
+        )
+        # Collects the arguments of the subclass' __init__ too (Lightning walks the frames).
+        self.save_hyperparameters(ignore=ignore)
+
+        if isinstance(backbone, str):
+            backbone = build_backbone(
+                backbone,
+                width=backbone_width,
+                cifar_stem=cifar_stem,
+                zero_init_residual=zero_init_residual,
+                in_dim=backbone_in_dim,
+            )
+        elif not isinstance(backbone, nn.Module):
+            raise ValueError(
+                f"backbone must be a name or an nn.Module, got {type(backbone).__name__}"
+            )
+        self.backbone = backbone
+        self.feature_dim = (
+            backbone_out_dim if backbone_out_dim is not None else feature_dim(backbone)
+        )
+        self.cut_constant = float(cut_constant)
+        self.gradscale_power = float(gradscale_power)
+        self._cut_done = False
+
+    # ----------------------------------------------------------------- subclass API
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The loss-space embedding z (before normalisation) of backbone features h."""
+        raise NotImplementedError
+
+    def compute_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> StepOutput:
+        """Loss of a pair of views, with GradScale applied where DESIGN §3 places it."""
+        raise NotImplementedError
+
+    def online_network(self) -> Iterator[nn.Module]:
+        """The modules that cut-initialisation divides (and, for BYOL, that the target copies)."""
+        yield self.backbone
+
+    def scheduled_modules(self) -> dict[str, nn.Module]:
+        """Head modules trained with the backbone's schedule, by parameter-group name."""
+        return {}
+
+    def fixed_lr_modules(self) -> dict[str, tuple[nn.Module, float]]:
+        """Head modules trained at a fixed lr (no schedule): name -> (module, lr)."""
+        return {}
+
+    # ------------------------------------------------------------------ cut-init
+    def apply_cut_init(self) -> None:
+        """Divide every parameter of the online network by ``cut_constant`` (DESIGN §3).
+
+        Subclasses call it once, at the end of ``__init__``. It is never called on resume:
+        loading a checkpoint overwrites the already-cut constructor weights with the saved
+        ones, so the cut is not applied twice (the authors' code re-applied it, DESIGN §4).
+        """
+        if self._cut_done:
+            raise RuntimeError("cut-initialisation was already applied to this module")
+        for module in self.online_network():
+            cut_init(module, self.cut_constant)
+        self._cut_done = True
+
+    # ------------------------------------------------------------------ contract
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features h (the representation used by k-NN)."""
+        return self.backbone(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Loss-space embedding z before normalisation (DESIGN §2)."""
+        return self.project(self.backbone(x))
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        views, y, _idx = batch
+        if len(views) != 2:
+            raise ValueError(f"{type(self).__name__} expects 2 views per sample, got {len(views)}")
+        out = self.compute_loss(views[0], views[1])
+        self._check_finite_loss(out.loss, batch_idx)
+        self.log(
+            "train/loss",
+            out.loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=y.shape[0],
+            sync_dist=True,
+        )
+        return {"loss": out.loss, "z": out.z.detach(), "h": out.h.detach(), "y": y}
+
+    def _eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        x, y, idx = batch
+        h = self.backbone(x)
+        z = self.project(h)
+        return {"h": h.detach(), "z": z.detach(), "y": y, "idx": idx}
+
+    def validation_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Features of an evaluation batch ``(x, y, idx)``; logs nothing (callbacks observe)."""
+        return self._eval_step(batch)
+
+    def test_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch)
+
+    # ------------------------------------------------------------------ NaN guard
+    def _likely_cause(self) -> str:
+        lr = self._current_backbone_lr()
+        cause = f"the learning rate is too large for this run (backbone lr now {lr:.4g}, base {self.hparams.lr})"
+        if self.gradscale_power != 0:
+            cause += (
+                f"; GradScale (p={self.gradscale_power}) multiplies gradients by ||z||^p and diverges at "
+                "learning rates that default training tolerates: lower lr (the paper uses lr / 6 and "
+                "100 warm-up epochs) or the power"
+            )
+        if self.cut_constant > 1:
+            cause += f"; cut-initialisation (c={self.cut_constant}) makes early steps large relative to the weights"
+        return cause
+
+    def _current_backbone_lr(self) -> float:
+        try:
+            for group in self.trainer.optimizers[0].param_groups:
+                if group.get("name") == "backbone":
+                    return float(group["lr"])
+        except (RuntimeError, AttributeError, IndexError):
+            pass
+        return float(self.hparams.lr)
+
+    def _check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        if self.hparams.check_finite and not bool(torch.isfinite(loss.detach()).all()):
+            raise FloatingPointError(
+                f"{type(self).__name__}: the loss is {loss.detach().item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). Likely cause: {self._likely_cause()}. "
+                "Stopped before the optimizer step, so saved checkpoints hold finite weights."
+            )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.hparams.check_finite or str(self.trainer.precision) in _AMP_FP16:
+            return  # fp16 AMP skips non-finite steps by design
+        grads = [
+            p.grad
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if grads and not bool(
+            torch.isfinite(torch.stack([torch.linalg.vector_norm(g) for g in grads])).all()
+        ):
+            raise FloatingPointError(
+                f"{type(self).__name__}: non-finite gradients at global step {self.global_step} "
+                f"(epoch {self.current_epoch}). Likely cause: {self._likely_cause()}. "
+                "Stopped before the optimizer step, so saved checkpoints hold finite weights."
+            )
+
+    # ------------------------------------------------------------------ optimizer
+    def _groups(self, name: str, module: nn.Module, lr: float) -> list[dict[str, Any]]:
+        params = [p for p in module.parameters() if p.requires_grad]
+        wd = self.hparams.weight_decay
+        if not self.hparams.exclude_bn_bias_from_wd:
+            return [
+                {
+                    "name": name,
+                    "params": params,
+                    "lr": lr,
+                    "weight_decay": wd,
+                    "lars_adaptation": True,
+                }
+            ]
+        # BatchNorm gammas/betas and biases are the 1-d parameters.
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups = [
+            {"name": name, "params": decay, "lr": lr, "weight_decay": wd, "lars_adaptation": True}
+        ]
+        if no_decay:
+            groups.append(
+                {
+                    "name": f"{name}_no_wd",
+                    "params": no_decay,
+                    "lr": lr,
+                    "weight_decay": 0.0,
+                    "lars_adaptation": False,
+                }
+            )
+        return groups
+
+    def schedule_lengths(self) -> tuple[int, int]:
+        """(total optimizer steps, warm-up optimizer steps) of this fit, from the trainer.
+
+        Counted in optimizer steps, so they stay right under ``accumulate_grad_batches``.
+        """
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(
+                "the lr schedule needs a finite training length: set trainer.max_epochs or max_steps"
+            )
+        total = max(1, int(total))
+        batches = trainer.num_training_batches
+        if math.isfinite(batches) and batches > 0:
+            steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+        else:  # iterable data of unknown length: fall back on max_epochs
+            steps_per_epoch = total / max(1, trainer.max_epochs or 1)
+        warmup = int(round(self.hparams.warmup_epochs * steps_per_epoch))
+        return total, min(warmup, total)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        lr = self.hparams.lr
+        groups = self._groups("backbone", self.backbone, lr)
+        scheduled = [True] * len(groups)
+        for name, module in self.scheduled_modules().items():
+            new = self._groups(name, module, lr)
+            groups += new
+            scheduled += [True] * len(new)
+        for name, (module, fixed_lr) in self.fixed_lr_modules().items():
+            new = self._groups(name, module, fixed_lr)
+            groups += new
+            scheduled += [False] * len(new)
+        keep = [i for i, g in enumerate(groups) if g["params"]]
+        groups, scheduled = [groups[i] for i in keep], [scheduled[i] for i in keep]
+        if self.hparams.optimizer == "lars":
+            opt: torch.optim.Optimizer = LARS(
+                groups,
+                lr=lr,
+                momentum=self.hparams.momentum,
+                nesterov=self.hparams.nesterov,
+                eta=self.hparams.lars_eta,
+            )
+        else:
+            opt = torch.optim.SGD(
+                groups, lr=lr, momentum=self.hparams.momentum, nesterov=self.hparams.nesterov
+            )
+        total, warmup = self.schedule_lengths()
+        schedule = _WarmupCosine(total, warmup, self.hparams.min_lr_ratio)
+        lambdas = [schedule if s else _Constant() for s in scheduled]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lambdas)
+        # interval "step": Lightning steps it once per OPTIMIZER step (not per micro-batch).
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
