@@ -1,0 +1,241 @@
+"""``SSLDataModule``: the common logic of every DataModule (docs/contract.md, issue 3).
+
+Subclasses load their splits (``_load_splits``) and may subsample the training split
+(``_select_train``, e.g. the exponential imbalance); this class builds the datasets and
+serves the loaders:
+
+- ``train_dataloader()``: ``(views, y, idx)``, two augmented views, shuffled by an
+  ``EpochSampler`` (seed, epoch) with ``drop_last=True``. Under DDP Lightning wraps the
+  sampler in ``DistributedSamplerWrapper``: disjoint shards, each image once per epoch.
+- ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
+  un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
+  (shuffle off, padded with duplicates that callbacks drop by ``idx``).
+- ``val_dataloader()`` / ``test_dataloader()``: ``[bank, eval, *ood]`` in the order of
+  ``eval_loader_names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.datasets import EvalDataset, ImageSet, TwoViewDataset
+from datamodules.imbalance import first_n_per_class
+from datamodules.ood import load_ood_set
+from datamodules.sampler import EpochSampler
+from datamodules.transforms import IMAGENET_STATS, eval_transform, ssl_augmentation
+
+__all__ = ["SSLDataModule"]
+
+
+class SSLDataModule(LightningDataModule):
+    """Base class: loaders, subsets, OOD sets and class statistics shared by all DataModules.
+
+    Args:
+        data_dir: folder holding the data set (see each subclass for the accepted layouts).
+        batch_size: training batch size per process (pairs of views).
+        eval_batch_size: batch size of the bank, eval and OOD loaders.
+        num_workers: loader worker processes (augmentation runs there).
+        seed: seeds the shuffle and the augmentations: sample i of epoch e always gets the
+            same two views (independent of num_workers).
+        download: fetch the data (torchvision / HF hub) when missing; needs internet.
+        ood: out-of-distribution sets, name -> folder (e.g. ``{"fashion_mnist":
+            "../shared/data/fashion_mnist"}``), served un-augmented at this image size.
+        train_subset: keep the first N images per class of the SSL training set (after any
+            imbalance), for CPU-sized runs. None keeps all.
+        eval_subset: keep the first N images per class of the eval split and of each OOD set.
+        augmentation: augmentation preset (method family, ``transforms.PRESETS``).
+        cache_dir: optional folder for decoded-image caches (never the data folder).
+    """
+
+    #: Set by subclasses.
+    num_classes: int = 0
+    image_size: int = 32
+    stats: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_STATS
+    #: ImageNet-style eval (resize shorter side + centre crop) for variable-size images.
+    eval_center_crop: bool = False
+    #: Whether eval images need resizing at transform time (they are stored at image_size).
+    eval_resize: bool = False
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 256,
+        eval_batch_size: int = 512,
+        num_workers: int = 4,
+        seed: int = 0,
+        download: bool = False,
+        ood: dict[str, str] | None = None,
+        train_subset: int | None = None,
+        eval_subset: int | None = None,
+        augmentation: str = "simclr",
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, value in (("train_subset", train_subset), ("eval_subset", eval_subset)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.download = download
+        self.ood = dict(ood or {})
+        self.train_subset = train_subset
+        self.eval_subset = eval_subset
+        self.augmentation = augmentation
+        self.cache_dir = cache_dir
+        self._train: TwoViewDataset | None = None
+        self._bank: Dataset | None = None
+        self._eval: Dataset | None = None
+        self._ood: dict[str, Dataset] = {}
+        self._train_labels: torch.Tensor | None = None
+        self._class_names: list[str] = []
+
+    # ---- subclass hooks -------------------------------------------------------------
+    def _load_splits(self) -> tuple[ImageSet, ImageSet]:
+        """(SSL training split, evaluation split) as decoded image sets."""
+        raise NotImplementedError
+
+    def _select_train(self, train: ImageSet) -> ImageSet:
+        """Subsample the training split before ``train_subset`` (default: keep all)."""
+        return train
+
+    def _download(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot download its data")
+
+    def train_transform(self) -> Callable:
+        mean, std = self.stats
+        return ssl_augmentation(self.augmentation, self.image_size, mean, std)
+
+    def eval_transform(self, resize: bool | None = None) -> Callable:
+        mean, std = self.stats
+        resize = self.eval_resize if resize is None else resize
+        size = self.image_size if resize else None
+        return eval_transform(size, mean, std, center_crop=self.eval_center_crop)
+
+    # ---- Lightning hooks ------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.download:
+            self._download()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        train, evalset = self._load_splits()
+        train = self._select_train(train)
+        if self.train_subset is not None:
+            train = _first_per_class(train, self.train_subset, self.num_classes)
+        if self.eval_subset is not None:
+            evalset = _first_per_class(evalset, self.eval_subset, self.num_classes)
+        if len(train) == 0:
+            raise ValueError(f"{type(self).__name__}: the SSL training set is empty")
+        self._class_names = train.class_names
+        self._train_labels = train.labels
+        self._train = TwoViewDataset(train, self.train_transform(), seed=self.seed)
+        self._bank = EvalDataset(train, self.eval_transform())
+        self._eval = EvalDataset(evalset, self.eval_transform())
+        # OOD images are stored at image_size already: no resize at transform time.
+        ood_tf = self.eval_transform(resize=False)
+        for name, folder in self.ood.items():
+            ood_set = load_ood_set(name, folder, self.image_size, self.cache_dir)
+            if self.eval_subset is not None:
+                ood_set = _first_per_class(ood_set, self.eval_subset, int(ood_set.labels.max()) + 1)
+            self._ood[name] = EvalDataset(ood_set, ood_tf)
+
+    # ---- what the modules and callbacks read ----------------------------------------
+    def _require_setup(self) -> None:
+        if self._train is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: call setup() first (Lightning does it in fit/validate)"
+            )
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Per-class image counts of the SSL training set (after imbalance and subsets)."""
+        self._require_setup()
+        return torch.bincount(self._train_labels, minlength=self.num_classes).tolist()
+
+    @property
+    def class_names(self) -> list[str]:
+        self._require_setup()
+        return list(self._class_names)
+
+    @property
+    def eval_loader_names(self) -> list[str]:
+        return ["bank", "eval"] + [f"ood/{name}" for name in self.ood]
+
+    @property
+    def train_dataset(self) -> TwoViewDataset:
+        self._require_setup()
+        return self._train  # type: ignore[return-value]
+
+    @property
+    def bank_dataset(self) -> Dataset:
+        self._require_setup()
+        return self._bank  # type: ignore[return-value]
+
+    @property
+    def eval_dataset(self) -> Dataset:
+        self._require_setup()
+        return self._eval  # type: ignore[return-value]
+
+    # ---- loaders --------------------------------------------------------------------
+    def _loader(self, ds: Dataset, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        ds = self._train
+        if len(ds) < self.batch_size:
+            raise ValueError(
+                f"{type(self).__name__}: {len(ds)} training samples < batch_size {self.batch_size}, and "
+                "drop_last=True would give no batch: lower batch_size or raise train_subset"
+            )
+        sampler = EpochSampler(len(ds), seed=self.seed, on_epoch=ds.set_epoch)
+        return self._loader(ds, self.batch_size, sampler=sampler, drop_last=True)
+
+    def bank_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self._bank, self.eval_batch_size, shuffle=False)
+
+    def eval_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self._eval, self.eval_batch_size, shuffle=False)
+
+    def ood_dataloaders(self) -> dict[str, DataLoader]:
+        self._require_setup()
+        return {
+            name: self._loader(ds, self.eval_batch_size, shuffle=False)
+            for name, ds in self._ood.items()
+        }
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self.bank_dataloader(), self.eval_dataloader(), *self.ood_dataloaders().values()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self.val_dataloader()
+
+
+def _first_per_class(ds: ImageSet, n: int, num_classes: int) -> ImageSet:
+    """First ``n`` images of each class, in dataset order (classes with fewer keep all)."""
+    labels = ds.labels.numpy()
+    counts = np.bincount(labels, minlength=num_classes)
+    return ds.subset(first_n_per_class(labels, np.minimum(counts, n)))

@@ -1,0 +1,108 @@
+"""Datasets behind the loaders: decoded image sets, two-view training sets, eval sets.
+
+Reproducibility (issue 3): the two views of sample ``i`` in epoch ``e`` are drawn with torch's
+generator seeded from ``sample_seed(seed, e, i)`` inside ``torch.random.fork_rng``, so they
+depend neither on the number of workers, nor on the batch composition, nor on the global
+RNG, which they leave untouched. The epoch lives in a shared-memory tensor that
+``EpochSampler`` sets at the start of each epoch, so persistent workers see it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["EvalDataset", "ImageSet", "TwoViewDataset", "sample_seed"]
+
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for (seed, epoch, index): splitmix64 chained over the three."""
+    h = _splitmix64(seed & _M64)
+    h = _splitmix64(h ^ (epoch & _M64))
+    h = _splitmix64(h ^ (index & _M64))
+    return h >> 1
+
+
+class ImageSet(Dataset):
+    """Decoded uint8 images ``[3, H, W]`` with int64 labels.
+
+    ``images`` is a uint8 tensor ``[N, 3, H, W]`` (decoded once, in memory) or a sequence
+    with ``__getitem__``/``take`` (``io.decode.EncodedImages``: lazy decoding for data sets
+    too large to hold decoded, i.e. ImageNet-100).
+    """
+
+    def __init__(self, images, labels: Sequence[int] | np.ndarray, class_names: list[str]):
+        self.images = images
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.class_names = list(class_names)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
+        idx = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.images, torch.Tensor):
+            images = self.images[torch.from_numpy(idx)]
+        else:
+            images = self.images.take(idx)
+        return ImageSet(images, self.labels.numpy()[idx], self.class_names)
+
+
+class TwoViewDataset(Dataset):
+    """Training set: ``([view1, view2], y, idx)``; both views from ``transform``, seeded per sample."""
+
+    def __init__(self, base: Dataset, transform: Callable, seed: int = 0):
+        self.base = base
+        self.transform = transform
+        self.seed = int(seed)
+        # Shared memory: a set_epoch in the main process reaches (persistent) workers.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch[0] = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        img, y = self.base[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, int(i)))
+            views = [self.transform(img), self.transform(img)]
+        return views, y, int(i)
+
+
+class EvalDataset(Dataset):
+    """Un-augmented evaluation set: ``(x, y, idx)``, ``idx`` the index in this dataset."""
+
+    def __init__(self, base: Dataset, transform: Callable):
+        self.base = base
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        img, y = self.base[i]
+        return self.transform(img), y, int(i)

@@ -1,0 +1,1 @@
+"""Reading the accepted on-disk layouts: torchvision files and Hugging Face parquet."""

@@ -1,0 +1,133 @@
+"""Two-view training sets: views differ, a seed makes an epoch reproducible (any num_workers),
+and with 2 ranks the shards are disjoint and cover the training set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from dm_files import class_major_labels, write_cifar10_pickles
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import DistributedSampler
+
+from datamodules import CIFAR10DataModule
+from datamodules.datasets import sample_seed
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10_pickles(root, class_major_labels([8] * 10), class_major_labels([3] * 10))
+    return str(root)
+
+
+def _dm(root, **kw) -> CIFAR10DataModule:
+    dm = CIFAR10DataModule(
+        root, **{"batch_size": 16, "eval_batch_size": 32, "num_workers": 0, **kw}
+    )
+    dm.setup()
+    return dm
+
+
+def _epoch(dm, epoch: int):
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)  # what Lightning does each epoch
+    return list(loader)
+
+
+def test_two_views_of_one_image_differ(tiny_cifar):
+    dm = _dm(tiny_cifar)
+    (v1, v2), y, idx = next(iter(dm.train_dataloader()))
+    assert v1.shape == v2.shape == (16, 3, 32, 32) and v1.dtype == torch.float32
+    assert all(not torch.equal(a, b) for a, b in zip(v1, v2, strict=True))
+    assert len(dm.train_dataloader()) == 80 // 16  # drop_last, every image once
+
+
+def test_seed_makes_an_epoch_reproducible_with_and_without_workers(tiny_cifar):
+    a = _epoch(_dm(tiny_cifar, seed=3), 2)
+    b = _epoch(_dm(tiny_cifar, seed=3, num_workers=2), 2)
+    assert len(a) == len(b) == 5
+    for (va, ya, ia), (vb, yb, ib) in zip(a, b, strict=True):
+        assert torch.equal(ia, ib) and torch.equal(ya, yb)
+        assert torch.equal(va[0], vb[0]) and torch.equal(va[1], vb[1])
+    other_epoch = _epoch(_dm(tiny_cifar, seed=3), 3)
+    assert not torch.equal(other_epoch[0][2], a[0][2])  # new order
+    other_seed = _epoch(_dm(tiny_cifar, seed=4), 2)
+    assert not torch.equal(other_seed[0][0][0], a[0][0][0])
+
+
+def test_augmentation_leaves_the_global_rng_alone(tiny_cifar):
+    dm = _dm(tiny_cifar)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    dm.train_dataset[0]
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_views_of_one_sample_depend_on_seed_epoch_index_only(tiny_cifar):
+    ds = _dm(tiny_cifar, seed=1).train_dataset
+    ds.set_epoch(5)
+    first = ds[7][0][0]
+    ds[3], ds[9]  # other samples in between change nothing
+    assert torch.equal(ds[7][0][0], first)
+    ds.set_epoch(6)
+    assert not torch.equal(ds[7][0][0], first)
+    assert len({sample_seed(0, e, i) for e in range(20) for i in range(200)}) == 4000
+
+
+@pytest.mark.parametrize("wrap", ["distributed_sampler", "lightning_wrapper"])
+def test_two_ranks_shard_disjointly_and_cover(tiny_cifar, wrap):
+    dm = _dm(tiny_cifar)
+    n = len(dm.train_dataset)
+    shards = []
+    for rank in (0, 1):
+        if wrap == "distributed_sampler":
+            sampler = DistributedSampler(dm.train_dataset, num_replicas=2, rank=rank, seed=0)
+        else:  # what Lightning injects around the loader's EpochSampler under DDP
+            sampler = DistributedSamplerWrapper(
+                dm.train_dataloader().sampler, num_replicas=2, rank=rank
+            )
+        sampler.set_epoch(1)
+        shards.append(list(sampler))
+    assert len(shards[0]) == len(shards[1]) == n // 2
+    assert set(shards[0]).isdisjoint(shards[1]) and set(shards[0]) | set(shards[1]) == set(range(n))
+
+
+def test_eval_shards_cover_with_padding_tracked_by_idx(tiny_cifar):
+    dm = _dm(tiny_cifar)
+    bank = dm.bank_dataset
+    idx = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(bank, num_replicas=2, rank=rank, shuffle=False)
+        idx += [bank[i][2] for i in sampler]
+    assert sorted(set(idx)) == list(range(len(bank)))
+
+
+def test_loaders_and_class_stats(tiny_cifar, shared_data):
+    dm = _dm(tiny_cifar, ood={"fashion_mnist": str(shared_data / "fashion_mnist")}, eval_subset=2)
+    assert dm.eval_loader_names == ["bank", "eval", "ood/fashion_mnist"]
+    loaders = dm.val_dataloader()
+    assert len(loaders) == 3 and loaders[2] is not None
+    x, y, idx = next(iter(loaders[2]))
+    # Fashion-MNIST: greyscale 28 px served as 3 x 32 x 32, equal channels, eval_subset per class.
+    assert x.shape == (20, 3, 32, 32) and len(loaders[2].dataset) == 20
+    raw = loaders[2].dataset.base.images
+    assert torch.equal(raw[:, 0], raw[:, 1]) and torch.equal(raw[:, 1], raw[:, 2])
+    assert dm.class_counts == [8] * 10 and len(dm.eval_dataset) == 20
+    bx, by, bidx = next(iter(dm.bank_dataloader()))
+    assert bidx.tolist() == list(range(32)) and torch.equal(by, dm.bank_dataset.base.labels[:32])
+    # Un-augmented: the bank sample is the normalised stored image.
+    img = dm.bank_dataset.base.images[0].float() / 255
+    mean, std = (torch.tensor(s).view(3, 1, 1) for s in dm.stats)
+    assert torch.allclose(bx[0], (img - mean) / std, atol=1e-5)
+    assert np.isclose(float(bx.mean()), 0.0, atol=0.5)
+
+
+def test_setup_is_required_and_batch_size_checked(tiny_cifar):
+    dm = CIFAR10DataModule(tiny_cifar, num_workers=0, batch_size=1000)
+    with pytest.raises(RuntimeError, match="setup"):
+        _ = dm.class_counts
+    dm.setup()
+    with pytest.raises(ValueError, match="batch_size"):
+        dm.train_dataloader()
