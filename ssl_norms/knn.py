@@ -1,0 +1,227 @@
+"""Weighted k-nearest-neighbour classifier on cosine similarity (DESIGN §3).
+
+For a query q and the k bank features b_j with the largest cosine similarity s_j,
+``score_c = sum_j exp(s_j / T) [y_j = c]`` and the prediction is ``argmax_c score_c``
+(the InstDisc / DINO / lightly formula). Two backends give the same predictions:
+
+- ``"faiss"``: an exact ``IndexFlatIP`` (a GPU index when FAISS sees a GPU, else faiss-cpu);
+- ``"torch"``: a matmul + top-k per chunk of queries, so 50,000 bank x 10,000 queries
+  x 2,048 dims never holds more than ``chunk_size x bank`` similarities at once.
+
+Deterministic tie handling (both backends):
+- neighbours tied at the k-th similarity (e.g. duplicated bank samples): the lower bank
+  index wins; such rows are re-scored in float64 and re-ranked with a stable sort, since
+  FAISS's and ``torch.topk``'s own orders among ties are unspecified and GEMM rounding
+  makes identical vectors differ in the last bit;
+- classes tied on score: the smaller class index wins (``torch.argmax`` keeps the first).
+
+``k`` larger than the bank is clamped to the bank size (every bank sample votes), with a
+warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["knn_predict", "knn_accuracy", "knn_search", "faiss_available", "default_chunk_size"]
+
+Backend = Literal["auto", "faiss", "torch"]
+
+# Similarities held at once by the torch backend: 2**28 floats = 1 GiB in float32.
+_DEFAULT_CHUNK_ELEMENTS = 2**28
+
+
+def faiss_available() -> bool:
+    """Whether ``import faiss`` works (faiss-cpu or faiss-gpu installed)."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _faiss_gpus() -> int:
+    import faiss
+
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None and hasattr(faiss, "StandardGpuResources") else 0
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in ("auto", "faiss", "torch"):
+        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    if backend != "auto":
+        return backend
+    if not faiss_available():
+        return "torch"
+    # Features already on a GPU that FAISS cannot use: a torch matmul there beats copying
+    # them to a CPU index.
+    if device.type != "cpu" and _faiss_gpus() == 0:
+        return "torch"
+    return "faiss"
+
+
+def _tie_fix(
+    sims: torch.Tensor,
+    idx: torch.Tensor,
+    k: int,
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    full_rows: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the top k of ``sims``/``idx`` (top k+1 per row), re-ranking near-tied rows.
+
+    A row whose k-th and (k+1)-th similarities are within rounding (``100 eps``) of each
+    other may hold a tie: exact duplicates in the bank get slightly different GEMM results
+    depending on their position. For such rows the candidates within the tolerance are
+    re-scored in float64 with an element-wise dot product (identical vectors give identical
+    values) and ordered by (similarity desc, bank index asc). Other rows keep their top k:
+    that set is unique, and its order does not matter for the scores.
+    """
+    tol = 100 * torch.finfo(sims.dtype).eps
+    flagged = ((sims[:, k - 1] - sims[:, k]) <= tol).nonzero().flatten().tolist()
+    sims, idx = sims[:, :k].clone(), idx[:, :k].clone()
+    if not flagged:
+        return sims, idx
+    rows = torch.tensor(flagged, device=queries.device)
+    row_sims = full_rows(rows)  # [t, N] with the values the search ranked by
+    for r, row in enumerate(flagged):
+        threshold = sims[row, k - 1].item() - tol
+        cand = (row_sims[r] >= threshold).nonzero().flatten()  # ascending bank index
+        exact = (queries[row].double() * bank[cand].double()).sum(dim=1)
+        order = torch.sort(exact, descending=True, stable=True).indices[:k]
+        sims[row] = exact[order].to(sims.device, sims.dtype)
+        idx[row] = cand[order].to(idx.device, idx.dtype)
+    return sims, idx
+
+
+def _search_torch(
+    bank: torch.Tensor, queries: torch.Tensor, k: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = bank.shape[0]
+    out_s, out_i = [], []
+    for start in range(0, queries.shape[0], chunk_size):
+        q = queries[start : start + chunk_size]
+        sims = q @ bank.T
+        if k < n:
+            s, i = torch.topk(sims, k + 1, dim=1)
+            s, i = _tie_fix(s, i, k, q, bank, lambda rows, sims=sims: sims[rows])
+        else:
+            s, i = sims, torch.arange(n, device=sims.device).expand_as(sims)
+        out_s.append(s)
+        out_i.append(i)
+    return torch.cat(out_s), torch.cat(out_i)
+
+
+def _search_faiss(
+    bank: torch.Tensor, queries: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    import faiss
+    import numpy as np
+
+    n, d = bank.shape
+    b = np.ascontiguousarray(bank.detach().cpu().float().numpy())
+    q = np.ascontiguousarray(queries.detach().cpu().float().numpy())
+    if _faiss_gpus() > 0:
+        resources = faiss.StandardGpuResources()
+        index = faiss.GpuIndexFlatIP(resources, d)
+    else:
+        index = faiss.IndexFlatIP(d)
+    index.add(b)
+    kk = min(k + 1, n)
+    s_np, i_np = index.search(q, kk)
+    s, i = torch.from_numpy(s_np), torch.from_numpy(i_np)
+    if k < n:
+        bank_cpu = torch.from_numpy(b)
+        q_cpu = torch.from_numpy(q)
+        s, i = _tie_fix(s, i, k, q_cpu, bank_cpu, lambda rows: q_cpu[rows] @ bank_cpu.T)
+    return s.to(queries.device), i.to(queries.device)
+
+
+def knn_search(
+    train_features: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 200,
+    backend: Backend = "auto",
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine similarities and bank indices ``([M, k'], [M, k'])``, k' = min(k, N)."""
+    if train_features.ndim != 2 or test_features.ndim != 2:
+        raise ValueError("features must be 2-D [N, D] and [M, D]")
+    if train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"feature dims differ: bank {train_features.shape[1]}, queries {test_features.shape[1]}"
+        )
+    n = train_features.shape[0]
+    if n == 0:
+        raise ValueError("the k-NN memory bank is empty")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        warnings.warn(f"k={k} exceeds the bank size {n}: using k={n}", stacklevel=3)
+        k = n
+    bank = F.normalize(train_features.detach(), dim=1)
+    queries = F.normalize(test_features.detach().to(bank.device, bank.dtype), dim=1)
+    resolved = _resolve_backend(backend, bank.device)
+    if resolved == "faiss":
+        return _search_faiss(bank, queries, k)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(n)
+    return _search_torch(bank, queries, k, int(chunk_size))
+
+
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    backend: Backend = "auto",
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted k-NN predictions ``[M]`` (int64) and class scores ``[M, C]`` (DESIGN §3).
+
+    The returned scores are ``sum_j exp((s_j - 1) / T) [y_j = c]``: DESIGN §3's scores times
+    the constant ``exp(-1/T)``, which keeps them finite for small temperatures (s_j <= 1)
+    and changes neither the ranking nor the prediction. ``num_classes`` defaults to
+    ``max(train_labels) + 1``; ``chunk_size`` (torch backend) is the number of queries per
+    matmul, by default so that one chunk holds at most 2**28 similarities.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    labels = train_labels.detach().long()
+    if labels.shape[0] != train_features.shape[0]:
+        raise ValueError("train_labels and train_features have different lengths")
+    if num_classes is None:
+        num_classes = int(labels.max().item()) + 1
+    sims, nn_idx = knn_search(train_features, test_features, k, backend, chunk_size)
+    nn_labels = labels.to(nn_idx.device)[nn_idx]
+    weights = ((sims - 1.0) / temperature).exp()
+    scores = torch.zeros(sims.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
+    scores.scatter_add_(1, nn_labels, weights)
+    return scores.argmax(dim=1), scores
+
+
+def knn_accuracy(scores: torch.Tensor, labels: torch.Tensor, top_k: int = 1) -> float:
+    """Top-k accuracy (in [0, 1]) of class scores; k is clamped to the number of classes."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    num_classes = scores.shape[1]
+    top_k = max(1, min(top_k, num_classes))
+    if num_classes == 1:
+        return float((labels == 0).float().mean())
+    acc = multiclass_accuracy(
+        scores, labels.to(scores.device).long(), num_classes, top_k=top_k, average="micro"
+    )
+    return float(acc)
+
+
+def default_chunk_size(bank_size: int) -> int:
+    """Queries per chunk of the torch backend for a bank of ``bank_size``."""
+    return max(1, _DEFAULT_CHUNK_ELEMENTS // max(1, bank_size))

@@ -1,0 +1,135 @@
+"""ssl_norms.knn against a float64 brute-force reference (DESIGN §3; issue 5 tests)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ssl_norms.knn import faiss_available, knn_accuracy, knn_predict
+
+BACKENDS = ["torch"] + (["faiss"] if faiss_available() else [])
+
+
+def reference(bank, labels, queries, k, temperature, num_classes):
+    """Brute force in float64: all similarities, sort, the k best, exp-weighted votes."""
+    b = bank.double() / bank.double().norm(dim=1, keepdim=True)
+    q = queries.double() / queries.double().norm(dim=1, keepdim=True)
+    scores = torch.zeros(len(q), num_classes, dtype=torch.float64)
+    for i in range(len(q)):
+        sims = [(float(q[i] @ b[j]), j) for j in range(len(b))]
+        sims.sort(key=lambda t: (-t[0], t[1]))
+        for s, j in sims[:k]:
+            scores[i, labels[j]] += math.exp(s / temperature)
+    return scores.argmax(1), scores
+
+
+def random_problem(n=300, m=80, d=16, c=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(c, d, generator=g)
+    y = torch.randint(0, c, (n,), generator=g)
+    bank = centers[y] + 0.8 * torch.randn(n, d, generator=g)
+    yq = torch.randint(0, c, (m,), generator=g)
+    queries = centers[yq] + 0.8 * torch.randn(m, d, generator=g)
+    return bank, y, queries, yq
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_matches_float64_reference(backend, k):
+    bank, y, queries, _ = random_problem()
+    t = 0.1
+    ref_pred, ref_scores = reference(bank, y, queries, k, t, 5)
+    pred, scores = knn_predict(bank, y, queries, k=k, temperature=t, num_classes=5, backend=backend)
+    assert torch.equal(pred, ref_pred)
+    # Returned scores are DESIGN §3's times exp(-1/T) (kept finite for small T).
+    torch.testing.assert_close(scores.double() * math.exp(1 / t), ref_scores, rtol=1e-4, atol=1e-6)
+
+
+def test_hand_computed_case():
+    # Bank on the unit circle at 0, 90, 180 degrees (labels 0, 1, 1); query at 30 degrees.
+    bank = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+    query = torch.tensor([[math.cos(math.pi / 6), math.sin(math.pi / 6)]])
+    # k = 2: neighbours 0 (cos 30 = 0.866) and 1 (cos 60 = 0.5).
+    # score_0 = exp(0.866 / 0.5) = 5.65, score_1 = exp(0.5 / 0.5) = 2.72 -> class 0.
+    pred, scores = knn_predict(bank, labels, query, k=2, temperature=0.5, backend="torch")
+    assert pred.tolist() == [0]
+    expected = torch.tensor([[math.exp(math.sqrt(3) / 2 / 0.5), math.exp(0.5 / 0.5)]]) * math.exp(
+        -1 / 0.5
+    )
+    torch.testing.assert_close(scores, expected)
+    # k = 3 adds the 180-degree point (cos = -0.866): score_1 = e^1 + e^-1.73 = 2.89 < 5.65.
+    pred3, scores3 = knn_predict(bank, labels, query, k=3, temperature=0.5, backend="torch")
+    assert pred3.tolist() == [0]
+    assert scores3[0, 1] * math.exp(2) == pytest.approx(math.e + math.exp(-math.sqrt(3)), rel=1e-5)
+    # A sharper temperature does not change the winner; a softer one lets class 1 win at k = 3
+    # when its two votes outweigh one closer vote: T = 10 -> 1.09 vs 1.05 + 0.92.
+    pred_soft, _ = knn_predict(bank, labels, query, k=3, temperature=10.0, backend="torch")
+    assert pred_soft.tolist() == [1]
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
+def test_faiss_and_chunked_torch_agree():
+    bank, y, queries, _ = random_problem(n=3000, m=700, d=32, c=10, seed=3)
+    p_faiss, s_faiss = knn_predict(bank, y, queries, k=50, backend="faiss")
+    p_torch, s_torch = knn_predict(bank, y, queries, k=50, backend="torch", chunk_size=64)
+    assert torch.equal(p_faiss, p_torch)
+    torch.testing.assert_close(s_faiss, s_torch, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_k_larger_than_bank_is_clamped(backend):
+    bank, y, queries, _ = random_problem(n=12, m=5)
+    with pytest.warns(UserWarning, match="exceeds the bank size"):
+        pred, scores = knn_predict(bank, y, queries, k=200, num_classes=5, backend=backend)
+    pred_n, scores_n = knn_predict(bank, y, queries, k=12, num_classes=5, backend=backend)
+    assert torch.equal(pred, pred_n)
+    torch.testing.assert_close(scores, scores_n)
+    ref_pred, _ = reference(bank, y, queries, 12, 0.1, 5)
+    assert torch.equal(pred, ref_pred)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_are_deterministic(backend):
+    bank, y, queries, _ = random_problem(n=50, m=10, seed=5)
+    # Duplicate the bank with other labels: every query's nearest neighbour is tied between
+    # index j (label y_j) and j + 50 (label (y_j + 1) % 5). The lower index must win.
+    dup = torch.cat([bank, bank])
+    labels = torch.cat([y, (y + 1) % 5])
+    pred, _ = knn_predict(dup, labels, bank[:10], k=1, num_classes=5, backend=backend)
+    assert torch.equal(pred, y[:10])
+    # k = 3 on the duplicated bank: the third neighbour is one of a tied pair; the lower
+    # index again, so the result equals the float64 reference with (sim desc, index asc).
+    pred3, _ = knn_predict(dup, labels, queries, k=3, num_classes=5, backend=backend)
+    ref3, _ = reference(dup, labels, queries, 3, 0.1, 5)
+    assert torch.equal(pred3, ref3)
+
+
+def test_class_score_tie_goes_to_smaller_class():
+    bank = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # symmetric about the query
+    query = torch.tensor([[1.0, 0.0]])
+    pred, scores = knn_predict(
+        bank, torch.tensor([3, 1]), query, k=2, num_classes=4, backend="torch"
+    )
+    assert scores[0, 1] == scores[0, 3]
+    assert pred.tolist() == [1]
+
+
+def test_top_k_accuracy_from_scores():
+    scores = torch.tensor(
+        [
+            [0.10, 0.50, 0.20, 0.00, 0.30, 0.05],  # ranking 1 4 2 0 5 3
+            [0.90, 0.01, 0.02, 0.03, 0.04, 0.10],  # ranking 0 5 4 3 2 1
+            [0.10, 0.50, 0.20, 0.00, 0.30, 0.05],
+            [0.90, 0.01, 0.02, 0.03, 0.04, 0.10],
+        ]
+    )
+    labels = torch.tensor([1, 5, 3, 1])
+    # top-1: only row 0. top-5: rows 0 and 1 (rank 2), not row 2 (class 3 ranks 6th),
+    # not row 3 (class 1 ranks 6th).
+    assert knn_accuracy(scores, labels, top_k=1) == pytest.approx(0.25)
+    assert knn_accuracy(scores, labels, top_k=5) == pytest.approx(0.5)
+    # k beyond the number of classes is clamped: everything is in the "top 10" of 6.
+    assert knn_accuracy(scores, labels, top_k=10) == pytest.approx(1.0)
