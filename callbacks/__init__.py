@@ -1,0 +1,49 @@
+"""Lightning callbacks that observe SSL training (DESIGN §2; issue 5).
+
+They read what a module exposes (docs/contract.md): ``training_step``'s ``{"loss", "z",
+"h", "y"}``, ``validation_step``/``test_step``'s ``{"h", "z", "y", "idx"}`` over the loaders
+``[bank, eval, *ood]``, ``gradscale_power`` and the optimizer group named ``"backbone"``.
+Every value is gathered across DDP ranks, so it does not depend on the number of processes.
+
+- :class:`KNNMonitor` ``(every_n_epochs=10, k=200, temperature=0.1, bucket_accuracy=False,
+  backend="auto")``: weighted k-NN accuracy; it also schedules the evaluation loop (every
+  n epochs and at the last one).
+- :class:`EmbeddingNormMonitor` ``(every_n_steps=50, histogram_bins=64)``: norms of z and h.
+- :class:`EffectiveLRMonitor` ``(every_n_steps=50)``: the effective learning rate.
+
+Metric names (stable). ``z`` is the loss-space embedding (projector output for SimCLR,
+predictor output for SimSiam/BYOL), ``h`` the backbone features; ``<q>`` is one of
+``q05 q25 q50 q75 q95``; ``<split>`` is ``bank`` or ``eval``; ``<name>`` an OOD loader's name
+(``ood/<name>`` in ``eval_loader_names``); ``<c>`` a class index; ``<i>`` a bucket index 0-19.
+
+Every ``every_n_steps`` training steps (x-axis: the trainer step):
+
+- ``norm/z_mean``, ``norm/z_std``, ``norm/z_<q>``: ||z|| over the batch (all ranks)
+- ``norm/h_mean``, ``norm/h_std``, ``norm/h_<q>``: ||h|| over the batch
+- ``lr/base``: current lr of the backbone's parameter group
+- ``lr/effective``, ``lr/effective_median``: batch mean / median of ``lr * ||z_i||^(p-2)``,
+  p = GradScale power (DESIGN §3, Theorem 3.4)
+
+Every evaluation epoch (every ``KNNMonitor.every_n_epochs``, the last epoch,
+``ssl-norms validate|test``):
+
+- ``knn/top1``, ``knn/top5``: weighted k-NN accuracy (in [0, 1]) of the eval split, bank =
+  the un-augmented SSL training set, features = h
+- ``knn/bucket_acc/<i>``, ``knn/bucket_count/<i>`` (``bucket_accuracy=True``): accuracy and
+  size of bucket i of ||z|| / max ||z|| over the eval split, buckets of 0.05 holding more
+  than 50 samples (paper Fig. 4 left)
+- ``norm/<split>_hist``: histogram of the per-sample ||z|| (W&B ``wandb.Histogram``,
+  TensorBoard ``add_histogram``); ``norm/<split>_h_hist`` the same for ||h||
+- ``norm/<split>_mean``, ``norm/<split>_std``, ``norm/<split>_<q>``: the same ||z|| as
+  scalars (the histogram's quantiles: the CSV columns); ``norm/<split>_h_mean``,
+  ``norm/<split>_h_std``, ``norm/<split>_h_<q>`` for ||h||
+- ``norm/class_mean/<c>``: mean ||z|| of class c over the bank (paper Fig. 2c)
+- ``norm/ood/<name>_mean``: mean ||z|| over an OOD loader
+- ``norm/ood_ratio/<name>``: that mean divided by the bank's mean ||z|| (paper Fig. 3)
+"""
+
+from callbacks.effective_lr_monitor import EffectiveLRMonitor
+from callbacks.knn_monitor import KNNMonitor
+from callbacks.norm_monitor import EmbeddingNormMonitor
+
+__all__ = ["KNNMonitor", "EmbeddingNormMonitor", "EffectiveLRMonitor"]

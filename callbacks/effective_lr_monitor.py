@@ -1,0 +1,80 @@
+"""``EffectiveLRMonitor``: the learning rate each sample feels (DESIGN §3, Theorem 3.4).
+
+One step changes a cosine similarity by at most 2 lr sin^2(phi) / ||z||^2; with
+GradScale(p) the gradient is multiplied by ||z||^p, so sample i feels
+``lr * ||z_i||^(p - 2)``. Logged as the batch mean and median, with ``lr`` the current
+learning rate of the parameter group named ``"backbone"`` (group 0 when none is named so)
+and ``p = pl_module.gradscale_power``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from callbacks._gather import all_gather_cat
+from callbacks._logging import log_scalars, log_step, train_step_due
+from ssl_norms.norms import effective_learning_rate, embedding_norms
+
+__all__ = ["EffectiveLRMonitor", "backbone_lr", "effective_lr_stats"]
+
+
+def backbone_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Current lr of the first parameter group named ``"backbone"`` (else group 0)."""
+    groups = optimizer.param_groups
+    group = next((g for g in groups if g.get("name") == "backbone"), groups[0])
+    return float(group["lr"])
+
+
+def effective_lr_stats(lr: float, z: torch.Tensor, power: float) -> dict[str, float]:
+    """``{"mean", "median"}`` of ``lr * ||z_i||^(power - 2)`` over the rows of ``z``.
+
+    The median interpolates linearly between the two middle values (``numpy.median``).
+    """
+    eff = effective_learning_rate(lr, z, power).double()
+    return {"mean": eff.mean().item(), "median": torch.quantile(eff, 0.5).item()}
+
+
+class EffectiveLRMonitor(Callback):
+    """Logs ``lr/base``, ``lr/effective`` (batch mean) and ``lr/effective_median``.
+
+    Every ``every_n_steps`` optimizer steps, from the detached ``z`` that ``training_step``
+    returns, gathered across ranks. The lr is read at the start of the batch: the one the
+    optimizer step of this batch uses (a per-step scheduler moves it afterwards).
+    ``last_results`` (rank 0) holds ``{"lr", "power", "mean", "median"}``.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = int(every_n_steps)
+        self.last_results: dict[str, Any] = {}
+        self._lr: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        optimizers = trainer.optimizers
+        self._lr = backbone_lr(optimizers[0]) if optimizers else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._lr is None or not isinstance(outputs, dict) or outputs.get("z") is None:
+            return
+        if not train_step_due(trainer, self.every_n_steps):
+            return
+        # Gather the per-sample norms, not z: a norm is all the closed form needs.
+        norms = all_gather_cat(pl_module, {"n": embedding_norms(outputs["z"])})["n"]
+        if not trainer.is_global_zero:
+            return
+        power = float(getattr(pl_module, "gradscale_power", 0.0) or 0.0)
+        stats = effective_lr_stats(self._lr, norms.unsqueeze(1), power)
+        self.last_results = {"lr": self._lr, "power": power, **stats}
+        log_scalars(
+            trainer,
+            {
+                "lr/base": self._lr,
+                "lr/effective": stats["mean"],
+                "lr/effective_median": stats["median"],
+            },
+            log_step(trainer),
+        )

@@ -1,0 +1,209 @@
+"""``KNNMonitor``: weighted k-NN accuracy of the backbone features (DESIGN §3, issue 5).
+
+Bank = loader ``"bank"`` (the un-augmented SSL training set), queries = loader ``"eval"``.
+Features are gathered from all ranks, the ``DistributedSampler`` padding dropped and rows
+sorted by dataset index, so the accuracy does not depend on the number of processes.
+Optionally the accuracy per bucket of norm / max norm (paper Fig. 4 left).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from callbacks._eval_outputs import EvalOutputs, eval_loader_names, num_eval_batches
+from callbacks._gather import sync_buffers_from_rank_zero
+from callbacks._logging import log_epoch_metrics, log_step
+from callbacks._stats import bucket_accuracy
+from ssl_norms.knn import knn_accuracy, knn_predict
+from ssl_norms.norms import embedding_norms
+
+__all__ = ["KNNMonitor"]
+
+
+class KNNMonitor(Callback):
+    """Logs ``knn/top1``, ``knn/top5`` (and ``knn/bucket_acc/<i>``, ``knn/bucket_count/<i>``).
+
+    Args:
+        every_n_epochs: run the evaluation loop every n training epochs and at the last
+            one; this callback sets ``trainer.check_val_every_n_epoch`` accordingly at the
+            start of every epoch (the Trainer's own value is overridden).
+        k, temperature: of the weighted k-NN (DESIGN §3); ``k`` is clamped to the bank size.
+        bucket_accuracy: also log the accuracy per bucket of ``||.|| / max ||.||`` over the
+            evaluation split (paper Fig. 4 left).
+        backend: ``"auto"`` (FAISS when installed, a GPU index when FAISS sees a GPU),
+            ``"faiss"`` or ``"torch"`` (chunked matmul); see :func:`ssl_norms.knn.knn_predict`.
+        num_buckets, bucket_min_count: 20 buckets of 0.05, kept when they hold more than
+            50 samples (the paper's choice).
+        bucket_space: the norm that defines the buckets: ``"z"`` (loss space, where the
+            paper's theory lives) or ``"h"`` (backbone features, the k-NN's input).
+        chunk_size: queries per matmul of the torch backend (default: automatic).
+
+    After every evaluation epoch, ``last_results`` holds the computed values (on every
+    rank): ``top1``, ``top5``, ``bucket_acc``/``bucket_count`` (dicts by bucket),
+    ``bank_size``, ``eval_size``, ``epoch``, ``step``; ``history`` lists them all.
+    The sanity-check pass is skipped.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        k: int = 200,
+        temperature: float = 0.1,
+        bucket_accuracy: bool = False,
+        backend: Literal["auto", "faiss", "torch"] = "auto",
+        num_buckets: int = 20,
+        bucket_min_count: int = 50,
+        bucket_space: Literal["z", "h"] = "z",
+        chunk_size: int | None = None,
+    ) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if bucket_space not in ("z", "h"):
+            raise ValueError(f"bucket_space must be 'z' or 'h', got {bucket_space!r}")
+        self.every_n_epochs = int(every_n_epochs)
+        self.k = int(k)
+        self.temperature = float(temperature)
+        self.bucket_accuracy = bool(bucket_accuracy)
+        self.backend = backend
+        self.num_buckets = int(num_buckets)
+        self.bucket_min_count = int(bucket_min_count)
+        self.bucket_space = bucket_space
+        self.chunk_size = chunk_size
+        self.last_results: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self._outputs = EvalOutputs()
+        self._active = False
+
+    # -- schedule -------------------------------------------------------------------
+    def _is_last_epoch(self, trainer) -> bool:
+        epoch = trainer.current_epoch
+        if (
+            trainer.max_epochs is not None
+            and trainer.max_epochs >= 0
+            and epoch >= trainer.max_epochs - 1
+        ):
+            return True
+        if trainer.max_steps is not None and trainer.max_steps >= 0:
+            batches = trainer.num_training_batches
+            if batches != float("inf"):
+                steps_per_epoch = -(-int(batches) // max(1, trainer.accumulate_grad_batches))
+                return trainer.global_step + steps_per_epoch >= trainer.max_steps
+        return False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Lightning's fit loop validates after epoch e when (e + 1) % check_val_every_n_epoch
+        # == 0 (TrainingEpochLoop._should_check_val_epoch, read on every batch), so setting
+        # it here selects this epoch: 1 = validate, e + 2 = skip it.
+        epoch = trainer.current_epoch
+        due = (epoch + 1) % self.every_n_epochs == 0 or self._is_last_epoch(trainer)
+        trainer.check_val_every_n_epoch = 1 if due else epoch + 2
+
+    # -- collection -----------------------------------------------------------------
+    def _start(self, trainer, pl_module) -> None:
+        self._active = not trainer.sanity_checking
+        if not self._active:
+            return
+        self._outputs.reset()
+        names = eval_loader_names(trainer, len(num_eval_batches(trainer)))
+        self._bank = names.index("bank") if "bank" in names else 0
+        self._eval = names.index("eval") if "eval" in names else 1
+        sync_buffers_from_rank_zero(pl_module)
+
+    def _collect(self, outputs, dataloader_idx: int) -> None:
+        if not self._active or dataloader_idx not in (self._bank, self._eval):
+            return
+        h = outputs["h"]
+        space = outputs.get(self.bucket_space, h) if self.bucket_accuracy else h
+        self._outputs.add(
+            dataloader_idx,
+            {
+                "h": h.flatten(1),
+                "y": outputs["y"].long(),
+                "idx": outputs["idx"].long(),
+                "norm": embedding_norms(space),
+            },
+        )
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, pl_module)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(outputs, dataloader_idx)
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(outputs, dataloader_idx)
+
+    # -- computation ----------------------------------------------------------------
+    def _num_classes(self, trainer, bank_y: torch.Tensor, eval_y: torch.Tensor) -> int:
+        n = int(max(bank_y.max().item(), eval_y.max().item())) + 1
+        declared = getattr(getattr(trainer, "datamodule", None), "num_classes", None)
+        return max(n, int(declared)) if isinstance(declared, int) else n
+
+    def compute(
+        self, bank: dict[str, torch.Tensor], queries: dict[str, torch.Tensor], num_classes: int
+    ) -> dict:
+        """k-NN results for gathered ``bank`` and ``queries`` dicts (``h``, ``y``, ``norm``)."""
+        pred, scores = knn_predict(
+            bank["h"],
+            bank["y"],
+            queries["h"],
+            k=self.k,
+            temperature=self.temperature,
+            num_classes=num_classes,
+            backend=self.backend,
+            chunk_size=self.chunk_size,
+        )
+        y = queries["y"].to(scores.device)
+        results: dict[str, Any] = {
+            "top1": knn_accuracy(scores, y, top_k=1),
+            "top5": knn_accuracy(scores, y, top_k=5),
+            "bank_size": int(bank["h"].shape[0]),
+            "eval_size": int(queries["h"].shape[0]),
+        }
+        if self.bucket_accuracy:
+            buckets = bucket_accuracy(
+                queries["norm"], pred == y, self.num_buckets, self.bucket_min_count
+            )
+            results["bucket_acc"] = {i: acc for i, (acc, _) in buckets.items()}
+            results["bucket_count"] = {i: n for i, (_, n) in buckets.items()}
+        return results
+
+    def _end(self, trainer, pl_module) -> None:
+        if not self._active:
+            return
+        self._active = False
+        bank = self._outputs.gather(pl_module, self._bank)
+        queries = self._outputs.gather(pl_module, self._eval)
+        self._outputs.reset()
+        results = None
+        # Every rank holds the gathered features; rank 0 computes and shares the (small)
+        # results, so the other ranks neither duplicate the search nor log other values.
+        if trainer.is_global_zero:
+            results = self.compute(
+                bank, queries, self._num_classes(trainer, bank["y"], queries["y"])
+            )
+        results = trainer.strategy.broadcast(results, src=0)
+        results.update(epoch=int(trainer.current_epoch), step=log_step(trainer))
+        self.last_results = results
+        self.history.append(results)
+        metrics = {"knn/top1": results["top1"], "knn/top5": results["top5"]}
+        for i, acc in results.get("bucket_acc", {}).items():
+            metrics[f"knn/bucket_acc/{i}"] = acc
+            metrics[f"knn/bucket_count/{i}"] = float(results["bucket_count"][i])
+        log_epoch_metrics(pl_module, metrics)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, pl_module)
