@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datamodules.threads import one_thread
+
 __all__ = ["EvalDataset", "ImageSet", "TwoViewDataset", "sample_seed"]
 
 _M64 = (1 << 64) - 1
@@ -87,7 +89,7 @@ class TwoViewDataset(Dataset):
 
     def __getitem__(self, i: int):
         img, y = self.base[i]
-        with torch.random.fork_rng(devices=[]):
+        with one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, int(i)))
             views = [self.transform(img), self.transform(img)]
         return views, y, int(i)
@@ -105,4 +107,5 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int):
         img, y = self.base[i]
-        return self.transform(img), y, int(i)
+        with one_thread():
+            return self.transform(img), y, int(i)

@@ -16,7 +16,7 @@ import torch
 from datamodules.datasets import ImageSet
 from datamodules.io.cache import cached_decode
 from datamodules.io.decode import decode_all
-from datamodules.io.locate import missing_data_error
+from datamodules.io.locate import SHARED_HINT, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import CIFAR_FOLDERS, read_cifar_pickles
 
@@ -59,7 +59,8 @@ def load_ood_set(
                 return ImageSet(_resize_all(torch.from_numpy(images), image_size), labels, names)
     files = _parquet_files(path) if path.exists() else []
     if not files:
-        raise missing_data_error(f"out-of-distribution set {name!r}", path, OOD_LAYOUTS)
+        fix = f"point ood[{name!r}] at a folder holding one of these layouts, e.g. {SHARED_HINT}"
+        raise missing_data_error(f"out-of-distribution set {name!r}", path, OOD_LAYOUTS, fix=fix)
     data = read_image_parquet(files)
     images = cached_decode(
         cache_dir,

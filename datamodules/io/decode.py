@@ -15,6 +15,8 @@ import torch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
+from datamodules.threads import one_thread
+
 __all__ = ["EncodedImages", "decode_all", "decode_one"]
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -53,10 +55,32 @@ def decode_all(
 
     ``size`` resizes each image to ``size`` x ``size`` (needed when the sizes differ).
     """
+    with one_thread():
+        return _decode_all(blobs, size, where)
+
+
+def _decode_all(blobs: Sequence[bytes], size: int | None, where: str) -> torch.Tensor:
     if len(blobs) == 0:
         return torch.zeros((0, 3, size or 1, size or 1), dtype=torch.uint8)
-    out: list[torch.Tensor | None] = [None] * len(blobs)
+    out: torch.Tensor | None = None
+
+    def put(i: int, img: torch.Tensor) -> None:
+        # Copy into one preallocated tensor (torch.stack of thousands of small images was
+        # slower than the decoding itself here).
+        nonlocal out
+        img = _resize(img, size)
+        if out is None:
+            out = torch.empty((len(blobs), *img.shape), dtype=torch.uint8)
+        if img.shape != out.shape[1:]:
+            raise ValueError(
+                f"{where}: images of different sizes {tuple(out.shape[1:])} and {tuple(img.shape)} (row {i}): give a size"
+            )
+        # numpy, not Tensor.copy_: the latter hit 5 ms per small image with 2 intra-op threads
+        # on the 2-core development machines (thread-pool start-up), 1000x the copy itself.
+        out.numpy()[i] = img.numpy()
+
     jpeg_rows = [i for i, b in enumerate(blobs) if b[:2] == _JPEG_MAGIC]
+    other_rows = [i for i, b in enumerate(blobs) if b[:2] != _JPEG_MAGIC]
     chunk = 4096
     for start in range(0, len(jpeg_rows), chunk):
         rows = jpeg_rows[start : start + chunk]
@@ -66,14 +90,10 @@ def decode_all(
             # Find the culprit for a useful message.
             decoded = [decode_one(blobs[i], f"{where}, row {i}") for i in rows]
         for i, img in zip(rows, decoded, strict=True):
-            out[i] = _resize(img, size)
-    for i, img in enumerate(out):
-        if img is None:
-            out[i] = _resize(decode_one(blobs[i], f"{where}, row {i}"), size)
-    shapes = {tuple(t.shape) for t in out}
-    if len(shapes) > 1:
-        raise ValueError(f"{where}: images of different sizes {sorted(shapes)[:3]}...: give a size")
-    return torch.stack(out)  # type: ignore[arg-type]
+            put(i, img)
+    for i in other_rows:
+        put(i, decode_one(blobs[i], f"{where}, row {i}"))
+    return out  # type: ignore[return-value]
 
 
 class EncodedImages:

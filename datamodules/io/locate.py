@@ -16,13 +16,20 @@ def candidate_folders(data_dir: str | Path, names: list[str]) -> list[Path]:
 
 
 def missing_data_error(
-    dataset: str, data_dir: str | Path, layouts: list[str], split: str | None = None
+    dataset: str,
+    data_dir: str | Path,
+    layouts: list[str],
+    split: str | None = None,
+    fix: str | None = None,
 ) -> FileNotFoundError:
     """One error naming the folder looked at, the accepted layouts and how to get the data."""
     what = f"{dataset} ({split} split)" if split else dataset
     accepted = "\n".join(f"  - {lay}" for lay in layouts)
+    fix = fix or (
+        "pass download=True on a machine with internet, or set data_dir to a folder holding "
+        f"one of these layouts, e.g. {SHARED_HINT}"
+    )
     return FileNotFoundError(
-        f"{what} not found in {Path(data_dir).expanduser().resolve()}.\nAccepted layouts under data_dir:\n"
-        f"{accepted}\nTo get the data: pass download=True on a machine with internet, or set "
-        f"data_dir to a folder holding one of these layouts, e.g. {SHARED_HINT}."
+        f"{what} not found in {Path(data_dir).expanduser().resolve()}.\n"
+        f"Accepted layouts:\n{accepted}\nTo get the data: {fix}."
     )

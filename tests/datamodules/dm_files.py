@@ -95,3 +95,27 @@ def write_hf_parquet(
     meta = {"info": {"features": {image_col: {"_type": "Image"}, label_col: label_feat}}}
     table = table.replace_schema_metadata({"huggingface": json.dumps(meta)})
     pq.write_table(table, path)
+
+
+def solid_jpeg(value: int, size: tuple[int, int] = (40, 52)) -> bytes:
+    """A JPEG of one grey level: survives compression almost exactly, so images are identifiable."""
+    buf = io.BytesIO()
+    Image.new("RGB", (size[1], size[0]), (value, value, value)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def write_flowers102_folder(root: Path, labels: np.ndarray, trn, val, tst) -> Path:
+    """torchvision's ``flowers-102/``: jpg/image_%05d.jpg (grey level = id), imagelabels.mat, setid.mat."""
+    from scipy.io import savemat
+
+    folder = root / "flowers-102"
+    (folder / "jpg").mkdir(parents=True)
+    for i in range(1, len(labels) + 1):
+        (folder / "jpg" / f"image_{i:05d}.jpg").write_bytes(solid_jpeg(4 * i, (40 + i % 7, 52)))
+    savemat(folder / "imagelabels.mat", {"labels": np.asarray(labels, dtype=np.uint8)[None] + 1})
+    ids = {
+        k: np.asarray(v, dtype=np.uint16)[None]
+        for k, v in (("trnid", trn), ("valid", val), ("tstid", tst))
+    }
+    savemat(folder / "setid.mat", ids)
+    return folder
