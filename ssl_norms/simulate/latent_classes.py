@@ -40,7 +40,9 @@ def class_counts_from_probs(probs: Sequence[float], n_samples: int) -> list[int]
     """Deterministic per-class counts summing to ``n_samples`` (largest remainder rounding)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 1 or len(p) == 0 or np.any(~np.isfinite(p)) or np.any(p <= 0):
-        raise ValueError(f"class probabilities must be a non-empty list of positive numbers, got {list(probs)}")
+        raise ValueError(
+            f"class probabilities must be a non-empty list of positive numbers, got {list(probs)}"
+        )
     p = p / p.sum()
     raw = p * n_samples
     counts = np.floor(raw).astype(int)
@@ -98,7 +100,9 @@ def sample_latent_classes(
     centers = _normalise(rng.standard_normal((num_classes, latent_dim + 1)))
     generator = rng.standard_normal((latent_dim + 1, ambient_dim))
     labels = np.repeat(np.arange(num_classes), counts)
-    latent = _normalise(centers[labels] + noise_std * rng.standard_normal((n_samples, latent_dim + 1)))
+    latent = _normalise(
+        centers[labels] + noise_std * rng.standard_normal((n_samples, latent_dim + 1))
+    )
     x = latent @ generator
     p = np.asarray(class_probs, dtype=np.float64)
     return LatentClassData(
