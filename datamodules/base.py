@@ -17,6 +17,7 @@ serves the loaders:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ class SSLDataModule(LightningDataModule):
         ood: dict[str, str] | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: str = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__()

@@ -161,7 +161,7 @@ class CIFAR10DataModule(_CIFARDataModule):
         imbalance_factor: float | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: str = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(
@@ -196,7 +196,7 @@ class CIFAR100DataModule(_CIFARDataModule):
         imbalance_factor: float | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: str = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

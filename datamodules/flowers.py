@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from datamodules.base import SSLDataModule
 from datamodules.datasets import ImageSet
@@ -103,7 +104,7 @@ class Flowers102DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: str = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

@@ -11,6 +11,7 @@ Served at 128 px: RandomResizedCrop(128) for training, resize + centre crop for 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from datamodules.base import SSLDataModule
 from datamodules.datasets import ImageSet
@@ -82,7 +83,7 @@ class ImageNet100DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: str = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

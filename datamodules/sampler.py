@@ -18,6 +18,10 @@ from datamodules.datasets import sample_seed
 
 __all__ = ["EpochSampler"]
 
+# A fixed "index" for the shuffle's seed: beyond any dataset size, so it never equals the
+# per-sample augmentation seed of a real index.
+_SHUFFLE_SALT = 1 << 62
+
 
 class EpochSampler(Sampler[int]):
     """Permutation of ``range(n)`` seeded by (seed, epoch); calls ``on_epoch(epoch)`` on iter.
@@ -54,5 +58,5 @@ class EpochSampler(Sampler[int]):
             self.on_epoch(epoch)
         if not self.shuffle:
             return iter(range(self.n))
-        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, -1 & 0xFFFF))
+        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, _SHUFFLE_SALT))
         return iter(torch.randperm(self.n, generator=g).tolist())
