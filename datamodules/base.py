@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.datasets import EvalDataset, ImageSet, TwoViewDataset
 from datamodules.imbalance import first_n_per_class
-from datamodules.ood import load_ood_set
+from datamodules.ood import download_ood_set, load_ood_set, ood_present
 from datamodules.sampler import EpochSampler
 from datamodules.transforms import IMAGENET_STATS, eval_transform, ssl_augmentation
 
@@ -43,7 +43,8 @@ class SSLDataModule(LightningDataModule):
         num_workers: loader worker processes (augmentation runs there).
         seed: seeds the shuffle and the augmentations: sample i of epoch e always gets the
             same two views (independent of num_workers).
-        download: fetch the data (torchvision / HF hub) when missing; needs internet.
+        download: fetch the data (torchvision / HF hub) when missing, and the OOD sets with
+            known names (cifar10, cifar100, fashion_mnist, svhn); needs internet.
         ood: out-of-distribution sets, name -> folder (e.g. ``{"fashion_mnist":
             "../shared/data/fashion_mnist"}``), served un-augmented at this image size.
         train_subset: keep the first N images per class of the SSL training set (after any
@@ -112,6 +113,10 @@ class SSLDataModule(LightningDataModule):
         """Subsample the training split before ``train_subset`` (default: keep all)."""
         return train
 
+    def _present(self) -> bool:
+        """Whether the data set is found under ``data_dir`` (cheap: no decoding)."""
+        return False
+
     def _download(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot download its data")
 
@@ -127,8 +132,15 @@ class SSLDataModule(LightningDataModule):
 
     # ---- Lightning hooks ------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.download:
+        # Lightning calls this on one process per node, before setup.
+        # Only what is missing: a present copy (e.g. read-only shared parquet) is used as is.
+        if not self.download:
+            return
+        if not self._present():
             self._download()
+        for name, folder in self.ood.items():
+            if not ood_present(name, folder):
+                download_ood_set(name, folder)
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:

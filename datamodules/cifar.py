@@ -28,7 +28,7 @@ from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import CIFAR_FOLDERS, read_cifar_pickles
 from datamodules.transforms import CIFAR10_STATS, CIFAR100_STATS
 
-__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "load_cifar_split"]
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "cifar_present", "load_cifar_split"]
 
 # dataset -> (num_classes, parquet folder names, label columns, paper imbalance factor, names)
 _SPECS = {
@@ -50,6 +50,16 @@ def _layouts(dataset: str) -> list[str]:
         f"{folder}/ (torchvision python pickles)",
         f"train.parquet + test.parquet (HF hub parquet schema), in data_dir or data_dir/{dataset}/",
     ]
+
+
+def cifar_present(dataset: str, data_dir: str | Path) -> bool:
+    """Whether either layout of ``dataset`` is under ``data_dir`` (no decoding)."""
+    tv_folder = CIFAR_FOLDERS[dataset][0]
+    root = Path(data_dir).expanduser()
+    if (root / tv_folder).is_dir() or (root.name == tv_folder and root.is_dir()):
+        return True
+    folders = candidate_folders(root, _SPECS[dataset][1])
+    return any(f.is_dir() and find_split_files(f, "train") for f in folders)
 
 
 def load_cifar_split(
@@ -114,6 +124,9 @@ class _CIFARDataModule(SSLDataModule):
         n_max = int(torch.bincount(train.labels, minlength=self.num_classes).max())
         counts = exponential_counts(n_max, self.imbalance_factor, self.num_classes)
         return train.subset(first_n_per_class(train.labels.numpy(), counts))
+
+    def _present(self) -> bool:
+        return cifar_present(self.dataset, self.data_dir)
 
     def _download(self) -> None:
         import torchvision

@@ -121,6 +121,13 @@ class Flowers102DataModule(SSLDataModule):
         evalset = load_flowers102_split(self.data_dir, "val", self.image_size, self.cache_dir)
         return train, evalset
 
+    def _present(self) -> bool:
+        root = Path(self.data_dir).expanduser()
+        if any((c / "setid.mat").is_file() for c in (root / "flowers-102", root)):
+            return True
+        folders = candidate_folders(root, ["flowers102", "flowers-102"])
+        return any(f.is_dir() and find_split_files(f, "test") for f in folders)
+
     def _download(self) -> None:
         import torchvision
 

@@ -100,6 +100,10 @@ class ImageNet100DataModule(SSLDataModule):
             self.data_dir, "validation"
         )
 
+    def _present(self) -> bool:
+        folders = candidate_folders(Path(self.data_dir).expanduser(), _FOLDERS)
+        return any(f.is_dir() and find_split_files(f, "train") for f in folders)
+
     def _download(self) -> None:
         from huggingface_hub import snapshot_download
 

@@ -119,3 +119,10 @@ def write_flowers102_folder(root: Path, labels: np.ndarray, trn, val, tst) -> Pa
     }
     savemat(folder / "setid.mat", ids)
     return folder
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An (uncompressed) idx file as in torchvision's MNIST/FashionMNIST ``raw/`` folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())

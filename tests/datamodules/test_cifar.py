@@ -171,3 +171,19 @@ def test_corrupt_image_bytes_name_the_row(tmp_path):
     )
     with pytest.raises(ValueError, match="row 1"):
         load_cifar_split("cifar10", tmp_path, "train")
+
+
+def test_download_fetches_only_what_is_missing(tmp_path, monkeypatch):
+    write_cifar10_pickles(tmp_path, class_major_labels([2] * 10), class_major_labels([1] * 10))
+    fetched = []
+    monkeypatch.setattr(CIFAR10DataModule, "_download", lambda self: fetched.append(self.data_dir))
+    monkeypatch.setattr(
+        "datamodules.base.download_ood_set", lambda name, folder: fetched.append(name)
+    )
+    dm = CIFAR10DataModule(
+        str(tmp_path), download=True, ood={"cifar10": str(tmp_path), "svhn": str(tmp_path / "s")}
+    )
+    dm.prepare_data()
+    assert fetched == ["svhn"]  # CIFAR-10 is present (as data and as OOD set): nothing fetched
+    CIFAR10DataModule(str(tmp_path / "empty"), download=True).prepare_data()
+    assert fetched == ["svhn", str(tmp_path / "empty")]

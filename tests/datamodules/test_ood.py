@@ -10,10 +10,12 @@ from dm_files import (
     encode,
     random_images,
     write_cifar10_pickles,
+    write_cifar100_pickles,
     write_hf_parquet,
+    write_idx,
 )
 
-from datamodules.ood import load_ood_set
+from datamodules.ood import load_ood_set, ood_present
 
 
 def test_torchvision_cifar_folder_as_ood(tmp_path):
@@ -52,3 +54,32 @@ def test_missing_ood_folder(tmp_path):
         FileNotFoundError, match="(?s)out-of-distribution set 'svhn'.*svhn.*point ood\\['svhn'\\]"
     ):
         load_ood_set("svhn", tmp_path / "svhn", image_size=32)
+
+
+def test_the_named_cifar_is_preferred_in_a_shared_folder(tmp_path):
+    write_cifar10_pickles(tmp_path, class_major_labels([1] * 10), class_major_labels([1] * 10))
+    c100 = random_images(5, seed=9)
+    write_cifar100_pickles(tmp_path, c100, np.arange(5), c100, np.arange(5) + 50)
+    assert load_ood_set("cifar100", tmp_path, 32).labels.tolist() == [50, 51, 52, 53, 54]
+    assert len(load_ood_set("cifar10", tmp_path, 32)) == 10
+
+
+def test_fashion_mnist_idx_and_svhn_mat(tmp_path):
+    from scipy.io import savemat
+
+    grey = random_images(4, size=28, seed=1)[:, 0]
+    write_idx(tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte", grey)
+    write_idx(tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([9, 8, 7, 6]))
+    fm = load_ood_set("fashion_mnist", tmp_path, image_size=28)
+    assert fm.labels.tolist() == [9, 8, 7, 6] and torch.equal(
+        fm.images[:, 1], torch.from_numpy(grey)
+    )
+    assert ood_present("fashion_mnist", tmp_path) and not ood_present("svhn", tmp_path / "svhn")
+    rgb = random_images(3, seed=2)  # SVHN stores X as [32, 32, 3, N] and digit 0 as label 10
+    (tmp_path / "svhn").mkdir()
+    savemat(
+        tmp_path / "svhn" / "test_32x32.mat",
+        {"X": rgb.transpose(2, 3, 1, 0), "y": np.array([[10], [1], [2]])},
+    )
+    sv = load_ood_set("svhn", tmp_path / "svhn", image_size=32)
+    assert sv.labels.tolist() == [0, 1, 2] and np.array_equal(sv.images.numpy(), rgb)
