@@ -352,6 +352,18 @@ def plot_aparametric(rows: Sequence[AparametricRow], path: str | Path) -> Path:
         ax.set(xlabel=r"$\alpha$ (-1: antipodal, 1: identical)", ylabel=r"norm $\rho$")
         ax.set_title("steps until convergence")
         fig.colorbar(mesh, ax=ax)
+        finite = table[np.isfinite(table)]
+        middle = np.sqrt(finite.min() * finite.max()) if finite.size else 0.0
+        for (i, j), value in np.ndenumerate(table):
+            label = (
+                "-"
+                if not np.isfinite(value)
+                else f"{value / 1000:.1f}k"
+                if value >= 1000
+                else f"{value:.0f}"
+            )
+            color = "white" if np.isfinite(value) and value > middle else "black"
+            ax.text(j, i, label, ha="center", va="center", fontsize=6, color=color)
     fig.suptitle("Fig. 2a: cosine-similarity descent slows with norm$^2$ (App. B.1)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

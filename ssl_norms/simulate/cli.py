@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         "ssl_norms/simulate/parametric.py.",
     )
     lc.add_argument("--out", type=Path, required=True, help="output folder")
-    lc.add_argument("--figure", choices=["2b", "2c", "both"], default="both")
+    lc.add_argument(
+        "--figure", choices=["2b", "2c", "both"], default="both", help="which figure(s) to run"
+    )
     lc.add_argument("--seed", type=int, default=0, help="seed of the Fig. 2b run (default 0)")
     lc.add_argument(
         "--seeds",
@@ -73,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     lc.add_argument(
         "--temperature", type=float, default=None, help="InfoNCE temperature (default 1)"
     )
+    lc.add_argument(
+        "--noise-std",
+        type=float,
+        default=None,
+        help="latent noise std (default: 1.0 for 2b, 0.1 for 2c; the notebook's 2c used 1.0)",
+    )
+    lc.add_argument("--hidden-dim", type=int, default=None, help="MLP hidden width (default 64)")
     lc.add_argument(
         "--imbalance-ratio", type=float, default=2.0, help="p_i ~ ratio^-i in Fig. 2c (default 2)"
     )
@@ -132,11 +141,14 @@ def _latent_classes(args: argparse.Namespace) -> list[Path]:
     from ssl_norms.simulate import parametric as pm
 
     torch.set_num_threads(max(1, args.threads))
-    overrides = {
-        k: v
-        for k, v in (("epochs", args.epochs), ("lr", args.lr), ("temperature", args.temperature))
-        if v is not None
+    given = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "temperature": args.temperature,
+        "noise_std": args.noise_std,
+        "hidden_dim": args.hidden_dim,
     }
+    overrides = {k: v for k, v in given.items() if v is not None}
 
     def configure(cfg: pm.LatentClassConfig) -> pm.LatentClassConfig:
         cfg = pm.quick_config(cfg) if args.quick else cfg
