@@ -61,7 +61,9 @@ def test_planar_reduction_equals_the_d_dimensional_loop():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_scaling_every_embedding_by_rho_multiplies_steps_by_rho_squared(seed):
-    """Exact scale invariance: ``steps(rho, lr) = steps(1, lr / rho^2)`` (Prop. 3.1: the
+    """Every moving embedding (X2) scaled by rho; X1 is static and the cosine ignores its
+    norm, so scaling it too would change nothing. Exact scale invariance:
+    ``steps(rho, lr) = steps(1, lr / rho^2)`` (Prop. 3.1: the
     gradient scales by 1/rho, its effect on the angle by 1/rho^2). With per-pair steps
     ``lr / n_pairs = 0.02`` descent is close to gradient flow, whose time to converge is
     proportional to 1/lr, hence to rho^2 (Theorem 3.4). What separates the counts from

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -54,3 +56,16 @@ def test_missing_out_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         main(["aparametric"])
     assert exc.value.code == 2
+
+
+def test_simulate_never_imports_lightning(tmp_path):
+    """``ssl-norms simulate`` stays light (DESIGN §6: lightning costs seconds to import)."""
+    code = (
+        "import sys; from ssl_norms.cli import main; "
+        f"assert main(['simulate', 'aparametric', '--out', {str(tmp_path)!r}, '--quick', '--seeds', '0']) == 0; "
+        "heavy = sorted(m for m in ('lightning', 'pytorch_lightning', 'torchvision', 'wandb') if m in sys.modules); "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fig2a_aparametric.png").is_file()
