@@ -87,6 +87,7 @@ def test_cifar100_counts_follow_formula(tmp_path):
     assert dm.class_names[7] == "fine7" and len(dm.eval_dataset) == 100
 
 
+@pytest.mark.data
 def test_cifar100_bit_exact_images_parquet_equals_pickle(shared_data, tmp_path):
     """The 20 bit-exact CIFAR-100 test images: the parquet path decodes them exactly as the pickles hold them."""
     import io

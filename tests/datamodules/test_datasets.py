@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dm_files import class_major_labels, write_cifar10_pickles
+from dm_files import (
+    class_major_labels,
+    encode,
+    random_images,
+    write_cifar10_pickles,
+    write_hf_parquet,
+)
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DistributedSampler
 
@@ -104,13 +110,20 @@ def test_eval_shards_cover_with_padding_tracked_by_idx(tiny_cifar):
     assert sorted(set(idx)) == list(range(len(bank)))
 
 
-def test_loaders_and_class_stats(tiny_cifar, shared_data):
-    dm = _dm(tiny_cifar, ood={"fashion_mnist": str(shared_data / "fashion_mnist")}, eval_subset=2)
-    assert dm.eval_loader_names == ["bank", "eval", "ood/fashion_mnist"]
+def test_loaders_and_class_stats(tiny_cifar, tmp_path):
+    # A Fashion-MNIST-like OOD set: 28 px greyscale PNGs, 3 per class, HF parquet.
+    grey = random_images(30, size=28, seed=6)[:, :1]
+    write_hf_parquet(
+        tmp_path / "fm" / "test.parquet", [encode(g) for g in grey], np.arange(30) % 10
+    )
+    dm = _dm(
+        tiny_cifar, ood={"fashion_mnist": str(tmp_path / "fm"), "c10": tiny_cifar}, eval_subset=2
+    )
+    assert dm.eval_loader_names == ["bank", "eval", "ood/fashion_mnist", "ood/c10"]
     loaders = dm.val_dataloader()
-    assert len(loaders) == 3 and loaders[2] is not None
+    assert len(loaders) == 4 and list(dm.ood_dataloaders()) == ["fashion_mnist", "c10"]
     x, y, idx = next(iter(loaders[2]))
-    # Fashion-MNIST: greyscale 28 px served as 3 x 32 x 32, equal channels, eval_subset per class.
+    # Greyscale 28 px served as 3 x 32 x 32, equal channels, eval_subset per class.
     assert x.shape == (20, 3, 32, 32) and len(loaders[2].dataset) == 20
     raw = loaders[2].dataset.base.images
     assert torch.equal(raw[:, 0], raw[:, 1]) and torch.equal(raw[:, 1], raw[:, 2])
@@ -131,3 +144,17 @@ def test_setup_is_required_and_batch_size_checked(tiny_cifar):
     dm.setup()
     with pytest.raises(ValueError, match="batch_size"):
         dm.train_dataloader()
+
+
+def test_persistent_workers_see_each_new_epoch(tiny_cifar):
+    dm = _dm(tiny_cifar, seed=2, num_workers=2)
+    loader = dm.train_dataloader()
+    assert loader.persistent_workers
+    epochs = []
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        epochs.append(list(loader))
+    fresh = _epoch(_dm(tiny_cifar, seed=2), 1)  # epoch 1 computed in the main process
+    for (va, _, ia), (vb, _, ib) in zip(epochs[1], fresh, strict=True):
+        assert torch.equal(ia, ib) and torch.equal(va[0], vb[0]) and torch.equal(va[1], vb[1])
+    assert not torch.equal(epochs[0][0][0][0], epochs[1][0][0][0])
