@@ -31,10 +31,11 @@ def norm_summary(norms: torch.Tensor) -> dict[str, float]:
     interpolation, as ``numpy.quantile``; ``q50`` is the median).
     """
     x = norms.detach().double().flatten()
-    qs = torch.quantile(x, torch.tensor(QUANTILES, dtype=x.dtype, device=x.device)).tolist()
-    out = {"mean": x.mean().item(), "std": x.std().item() if x.numel() > 1 else 0.0}
-    out.update({_qname(q): v for q, v in zip(QUANTILES, qs, strict=True)})
-    return out
+    parts = [x.mean().view(1), x.std().view(1) if x.numel() > 1 else x.new_zeros(1)]
+    parts.append(torch.quantile(x, x.new_tensor(QUANTILES)))
+    values = torch.cat(parts).tolist()  # one device sync for all seven numbers
+    names = ["mean", "std", *(_qname(q) for q in QUANTILES)]
+    return dict(zip(names, values, strict=True))
 
 
 def norm_histogram(norms: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,8 @@ def effective_lr_stats(lr: float, z: torch.Tensor, power: float) -> dict[str, fl
     The median interpolates linearly between the two middle values (``numpy.median``).
     """
     eff = effective_learning_rate(lr, z, power).double()
-    return {"mean": eff.mean().item(), "median": torch.quantile(eff, 0.5).item()}
+    mean, median = torch.stack([eff.mean(), torch.quantile(eff, 0.5)]).tolist()  # one sync
+    return {"mean": mean, "median": median}
 
 
 class EffectiveLRMonitor(Callback):
@@ -54,6 +55,10 @@ class EffectiveLRMonitor(Callback):
         self._lr: float | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Cheap check first: most steps are not logged.
+        if log_step(trainer) % self.every_n_steps != 0:
+            self._lr = None
+            return
         optimizers = trainer.optimizers
         self._lr = backbone_lr(optimizers[0]) if optimizers else None
 

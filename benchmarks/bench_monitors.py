@@ -1,0 +1,146 @@
+"""Cost of the per-step monitors on a training step (issue 5, Performance).
+
+Target: ``EmbeddingNormMonitor`` + ``EffectiveLRMonitor`` add under 2 % to a training step.
+Runs SimCLR on synthetic data with a chosen backbone and measures, in one fit:
+- the training step (``on_train_batch_start`` -> ``on_train_batch_end``, the monitors
+  excluded), and
+- the time spent inside the monitors' hooks (every hook call timed),
+for ``every_n_steps`` = 1 (worst case: statistics and a gather on every step) and the
+configs' values. A second fit without monitors gives an end-to-end comparison, which on a
+shared CPU is noisier than the hook timings.
+
+    python benchmarks/bench_monitors.py                         # ResNet-18 (width 16), 32 px
+    python benchmarks/bench_monitors.py --backbone mlp          # the demo's MLP: tiny steps
+    python benchmarks/bench_monitors.py --width 64 --steps 20   # the paper's ResNet-18
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor
+from ssl_norms.methods import SimCLR
+
+
+class Synthetic(Dataset):
+    def __init__(self, n: int, shape: tuple[int, ...]) -> None:
+        self.x = torch.randn(n, *shape)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        x = self.x[i]
+        return [x, x.flip(-1)], i % 10, i
+
+
+class StepTimer(pl.Callback):
+    """Wall time of each training step; first in the callback list, so its end hook runs
+    before the monitors' and their time is not counted in the step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def time_hooks(cb: pl.Callback, acc: list[float]) -> pl.Callback:
+    """Wrap the training-batch hooks of ``cb`` to add their wall time to ``acc[0]``."""
+    for name in ("on_train_batch_start", "on_train_batch_end"):
+        original = getattr(cb, name)
+
+        def timed(*args, _original=original, **kwargs):
+            t0 = time.perf_counter()
+            _original(*args, **kwargs)
+            acc[0] += time.perf_counter() - t0
+
+        setattr(cb, name, timed)
+    return cb
+
+
+def fit(args, every: int | None) -> tuple[list[float], float]:
+    if args.backbone == "mlp":
+        model = SimCLR(
+            backbone="mlp",
+            backbone_in_dim=64,
+            backbone_width=64,
+            projector_hidden_dim=64,
+            projector_out_dim=16,
+        )
+        shape = (64,)
+    else:
+        model = SimCLR(
+            backbone=args.backbone,
+            backbone_width=args.width,
+            projector_out_dim=128,
+            projector_hidden_dim=512,
+        )
+        shape = (3, args.size, args.size)
+    timer, acc = StepTimer(), [0.0]
+    cbs: list[pl.Callback] = [timer]
+    if every is not None:
+        cbs += [
+            time_hooks(EmbeddingNormMonitor(every_n_steps=every), acc),
+            time_hooks(EffectiveLRMonitor(every_n_steps=every), acc),
+        ]
+    loader = DataLoader(
+        Synthetic(args.batch_size * (args.steps + 1), shape),
+        batch_size=args.batch_size,
+        drop_last=True,
+    )
+    trainer = pl.Trainer(
+        max_steps=args.steps,
+        accelerator="auto",
+        devices=1,
+        callbacks=cbs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, loader)
+    return timer.times[args.warmup :], acc[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50", "mlp"])
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--every", type=int, nargs="+", default=[1, 50])
+    args = p.parse_args()
+    print(
+        f"SimCLR {args.backbone} (width {args.width}), batch {args.batch_size}, {args.steps} steps, torch threads {torch.get_num_threads()}"
+    )
+    base, _ = fit(args, None)
+    step = statistics.median(base)
+    print(f"no monitors:       median step {step * 1e3:8.2f} ms")
+    for every in args.every:
+        times, hooks = fit(args, every)
+        per_step_hooks = hooks / len(times + [0] * args.warmup)
+        s = statistics.median(times)
+        print(
+            f"every_n_steps={every:<4d} median step {s * 1e3:8.2f} ms, monitor hooks {per_step_hooks * 1e3:7.3f} ms/step "
+            f"= {100 * per_step_hooks / s:5.2f} % of a step (target < 2 %); end-to-end vs no monitors "
+            f"{100 * (s + per_step_hooks - step) / step:+6.2f} % (noisy)"
+        )
+
+
+if __name__ == "__main__":
+    main()
