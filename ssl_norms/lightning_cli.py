@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import netrc
 import os
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -36,6 +35,7 @@ __all__ = ["SSLNormsCLI", "resolve_wandb_mode", "run"]
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 _RUN_DIR_ENV = "SSL_NORMS_RUN_DIR"  # hands rank 0's folder to DDP child processes
 WANDB_HOST = "api.wandb.ai"
+WANDB_HEALTH_URL = f"https://{WANDB_HOST}/healthz"
 
 
 def _has_wandb_key() -> bool:
@@ -49,18 +49,21 @@ def _has_wandb_key() -> bool:
         return False
 
 
-def _reachable(host: str, port: int = 443, timeout: float = 1.5) -> bool:
-    """Whether ``host:port`` accepts a TCP connection within ``timeout`` seconds.
+def _reachable(url: str = WANDB_HEALTH_URL, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers HTTP 200 within ``timeout`` seconds.
 
-    The look-up runs in a daemon thread so that a slow DNS never blocks the run.
+    An HTTP answer, not a TCP connect: some sandboxes accept every connection. The request
+    runs in a daemon thread so that a slow DNS look-up never blocks the run.
     """
+    import urllib.request
+
     result: list[bool] = []
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https URL)
+                result.append(response.status == 200)
+        except Exception:  # any failure means: do not go online
             result.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -87,7 +90,7 @@ def resolve_wandb_mode(
         return "disabled", None
     if not _has_wandb_key():
         return "offline", "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
-    if env != "online" and not _reachable(WANDB_HOST):
+    if env != "online" and not _reachable():
         return "offline", f"{WANDB_HOST} is not reachable"
     return "online", None
 
@@ -170,8 +173,8 @@ class SSLNormsCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        # Created with the trainer, so that a config error leaves no empty run folder.
         self.run_dir = self._resolve_run_dir(cfg)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         os.environ[_RUN_DIR_ENV] = str(self.run_dir)
         self.wandb_mode, reason = resolve_wandb_mode(cfg.get("wandb") or "auto")
         if reason and int(os.environ.get("LOCAL_RANK", "0")) == 0:
@@ -200,6 +203,7 @@ class SSLNormsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         assert self.run_dir is not None
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         config["default_root_dir"] = str(self.run_dir)
         if config.get("logger") in (None, True):
             config["logger"] = self._make_loggers(cfg)
@@ -234,27 +238,24 @@ class SSLNormsCLI(LightningCLI):
             wandb.finish()
 
     def after_fit(self) -> None:
+        """Tell where the run folder, the logs and the plots are (rank 0 only)."""
         if not self.trainer.is_global_zero or self.run_dir is None:
             return
         rd = self.run_dir
-        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or str(
-            rd / "checkpoints"
-        )
-        lines = [
-            f"ssl-norms: run folder   {rd}",
-            f"  config              {rd / 'config.yaml'}",
-            f"  checkpoints         {ckpt}",
-            f"  metrics (CSV)       {rd / 'csv' / 'metrics.csv'}",
-        ]
-        if self.wandb_mode != "disabled":
-            sync = (
-                "  (offline: `wandb sync " + str(rd / "wandb") + "/offline-run-*` uploads it)"
-                if self.wandb_mode == "offline"
-                else ""
+        lines = [f"ssl-norms: run folder   {rd}", f"  config              {rd / 'config.yaml'}"]
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
+        if last:
+            lines.append(f"  checkpoints         {last}")
+        if (rd / "csv" / "metrics.csv").is_file():
+            lines.append(f"  metrics (CSV)       {rd / 'csv' / 'metrics.csv'}")
+        if self.wandb_mode == "offline":
+            lines.append(
+                f"  W&B (offline)       {rd / 'wandb'}   (upload: wandb sync {rd / 'wandb'}/offline-run-*)"
             )
-            lines.append(f"  W&B                 {rd / 'wandb'}{sync}")
+        elif self.wandb_mode == "online":
+            lines.append(f"  W&B                 {rd / 'wandb'}")
         lines.append(f"  plots               ssl-norms plot {rd}   (writes {rd / 'plots'})")
-        print("\n".join(lines))
+        print("\n".join(lines), flush=True)
 
 
 def run(argv: list[str] | None = None, **kwargs: Any) -> SSLNormsCLI:
@@ -262,6 +263,8 @@ def run(argv: list[str] | None = None, **kwargs: Any) -> SSLNormsCLI:
 
     ``kwargs`` go to :class:`SSLNormsCLI` (tests pass e.g. ``run=False``).
     """
+    if argv is not None and list(argv) == sys.argv[1:]:
+        argv = None  # the real command line: let LightningCLI read sys.argv (no "args and argv" warning)
     options: dict[str, Any] = dict(
         model_class=SSLMethod,
         datamodule_class=LightningDataModule,
