@@ -90,7 +90,9 @@ class TwoViewDataset(Dataset):
     def __getitem__(self, i: int):
         img, y = self.base[i]
         with one_thread(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, int(i)))
+            # The CPU generator only: torch.manual_seed also queues CUDA seeding with a
+            # captured stack trace, which cost more than the augmentation itself.
+            torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, int(i)))
             views = [self.transform(img), self.transform(img)]
         return views, y, int(i)
 
