@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyDataModule, make_method, tiny_trainer
+from method_helpers import TinyDataModule, make_method, tiny_trainer
 
 from ssl_norms.methods import SimCLR
 

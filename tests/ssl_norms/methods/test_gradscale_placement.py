@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import IN_DIM, make_method
+from method_helpers import IN_DIM, make_method
 
 
 def _reference_loss(name: str, z: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyDataModule, make_method, tiny_trainer
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
+from method_helpers import TinyDataModule, make_method, tiny_trainer
 
 
 class Killed(RuntimeError):

@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-from conftest import TinyDataModule, make_method, tiny_trainer
 from lightning.pytorch import Callback
+from method_helpers import TinyDataModule, make_method, tiny_trainer
 
 
 def expected_multiplier(s: int, total: int, warmup: int, min_ratio: float) -> float:
