@@ -11,7 +11,7 @@ import torch
 
 from callbacks._gather import gather_eval
 
-__all__ = ["EvalOutputs", "eval_loader_names", "num_eval_batches"]
+__all__ = ["EvalOutputs", "eval_loader_names", "num_eval_batches", "check_eval_outputs"]
 
 
 def num_eval_batches(trainer) -> list[int]:
@@ -27,6 +27,17 @@ def eval_loader_names(trainer, num_loaders: int) -> list[str]:
         return list(names)[:num_loaders]
     default = ["bank", "eval"] + [f"ood/{i}" for i in range(2, max(2, num_loaders))]
     return default[:num_loaders]
+
+
+def check_eval_outputs(outputs) -> dict:
+    """The evaluation step's output, or a clear error when it breaks the contract."""
+    if not isinstance(outputs, dict) or not {"h", "y", "idx"} <= outputs.keys():
+        got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        raise RuntimeError(
+            "the norm and k-NN monitors need validation_step/test_step to return "
+            f"{{'h', 'z', 'y', 'idx'}} for every (x, y, idx) batch (docs/contract.md); got {got}"
+        )
+    return outputs
 
 
 class EvalOutputs:

@@ -13,7 +13,12 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks._eval_outputs import EvalOutputs, eval_loader_names, num_eval_batches
+from callbacks._eval_outputs import (
+    EvalOutputs,
+    check_eval_outputs,
+    eval_loader_names,
+    num_eval_batches,
+)
 from callbacks._gather import sync_buffers_from_rank_zero
 from callbacks._logging import log_epoch_metrics, log_step
 from callbacks._stats import bucket_accuracy
@@ -27,9 +32,10 @@ class KNNMonitor(Callback):
     """Logs ``knn/top1``, ``knn/top5`` (and ``knn/bucket_acc/<i>``, ``knn/bucket_count/<i>``).
 
     Args:
-        every_n_epochs: run the evaluation loop every n training epochs and at the last
-            one; this callback sets ``trainer.check_val_every_n_epoch`` accordingly at the
-            start of every epoch (the Trainer's own value is overridden).
+        every_n_epochs: run the evaluation loop every n training epochs and at the end of
+            training (the last epoch, or the last step when ``max_steps`` ends training
+            inside an epoch); this callback sets ``trainer.check_val_every_n_epoch``
+            accordingly at the start of every epoch (the Trainer's own value is overridden).
         k, temperature: of the weighted k-NN (DESIGN §3); ``k`` is clamped to the bank size.
         bucket_accuracy: also log the accuracy per bucket of ``||.|| / max ||.||`` over the
             evaluation split (paper Fig. 4 left).
@@ -101,6 +107,16 @@ class KNNMonitor(Callback):
         due = (epoch + 1) % self.every_n_epochs == 0 or self._is_last_epoch(trainer)
         trainer.check_val_every_n_epoch = 1 if due else epoch + 2
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # ``max_steps`` can end training inside an epoch, where the fit loop validates only
+        # at the epoch's last batch or every ``trainer.val_check_batch`` batches
+        # (TrainingEpochLoop._should_check_val_fx, called right after this hook): on the
+        # final step, make this batch a validation batch so the last evaluation happens.
+        max_steps = trainer.max_steps
+        if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+            trainer.check_val_every_n_epoch = 1
+            trainer.val_check_batch = batch_idx + 1
+
     # -- collection -----------------------------------------------------------------
     def _start(self, trainer, pl_module) -> None:
         self._active = not trainer.sanity_checking
@@ -115,6 +131,7 @@ class KNNMonitor(Callback):
     def _collect(self, outputs, dataloader_idx: int) -> None:
         if not self._active or dataloader_idx not in (self._bank, self._eval):
             return
+        outputs = check_eval_outputs(outputs)
         h = outputs["h"]
         space = outputs.get(self.bucket_space, h) if self.bucket_accuracy else h
         self._outputs.add(

@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from callbacks._eval_outputs import EvalOutputs, eval_loader_names, num_eval_batches
+from callbacks._eval_outputs import (
+    EvalOutputs,
+    check_eval_outputs,
+    eval_loader_names,
+    num_eval_batches,
+)
 from callbacks._gather import all_gather_cat, sync_buffers_from_rank_zero
 from callbacks._logging import (
     log_epoch_metrics,
@@ -86,6 +91,7 @@ class EmbeddingNormMonitor(Callback):
     def _collect(self, outputs, dataloader_idx: int) -> None:
         if not self._active:
             return
+        outputs = check_eval_outputs(outputs)
         h = outputs["h"]
         z = outputs.get("z")
         self._outputs.add(
