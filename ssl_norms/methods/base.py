@@ -161,6 +161,34 @@ class SSLMethod(LightningModule):
         self.gradscale_power = float(gradscale_power)
         self._cut_done = False
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SSLMethod:  # type: ignore[override]
+        """Lightning's loader; called on ``SSLMethod`` itself it builds the checkpoint's own method.
+
+        Checkpoints written by ``ssl-norms fit`` name their class (``hyper_parameters._class_path``);
+        Lightning alone would build the base class from them, since it has no ``**kwargs``.
+        """
+        if cls is not SSLMethod:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        import sys
+
+        from lightning.fabric.utilities.cloud_io import _load as pl_load
+
+        hparams = pl_load(checkpoint_path, map_location="cpu", weights_only=False).get(
+            "hyper_parameters", {}
+        )
+        class_path = str(hparams.get("_class_path", ""))
+        module_name, _, name = class_path.rpartition(".")
+        target = getattr(sys.modules.get(module_name), name, None) if module_name else None
+        if not (
+            isinstance(target, type) and issubclass(target, SSLMethod) and target is not SSLMethod
+        ):
+            raise ValueError(
+                f"{checkpoint_path} does not name an imported SSL method ({class_path or 'no _class_path'}): "
+                "load it with the method's class, e.g. SimCLR.load_from_checkpoint(path)"
+            )
+        return target.load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     # ----------------------------------------------------------------- subclass API
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """The loss-space embedding z (before normalisation) of backbone features h."""

@@ -135,8 +135,16 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
     )
     assert saved["seed_everything"] == 0
 
-    # The run's own config re-runs: evaluate the checkpoint in a new run folder.
+    # The checkpoint names its method: the base class loads the right one, same weights.
+    from ssl_norms.methods import SimCLR, SSLMethod
+
     last = run_dir / "checkpoints" / "last.ckpt"
+    loaded = SSLMethod.load_from_checkpoint(last)
+    assert type(loaded) is SimCLR
+    for key, value in cli.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+    # The run's own config re-runs: evaluate the checkpoint in a new run folder.
     val = run(
         [
             "validate",
