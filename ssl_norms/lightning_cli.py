@@ -164,6 +164,9 @@ class SSLNormsCLI(LightningCLI):
             return Path(os.environ[_RUN_DIR_ENV])
         if cfg.get("run_dir"):
             return Path(cfg["run_dir"]).resolve()
+        root_dir = (cfg.get("trainer") or {}).get("default_root_dir")
+        if root_dir:  # an explicit trainer.default_root_dir is the run folder too
+            return Path(root_dir).resolve()
         base = Path(cfg.get("runs_root") or "runs") / self._experiment_name(cfg)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir, n = base / stamp, 1

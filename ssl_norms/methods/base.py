@@ -307,9 +307,8 @@ class SSLMethod(LightningModule):
             for p in group["params"]
             if p.grad is not None
         ]
-        if grads and not bool(
-            torch.isfinite(torch.stack([torch.linalg.vector_norm(g) for g in grads])).all()
-        ):
+        # One fused norm per parameter and a single device sync for the whole check.
+        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
             raise FloatingPointError(
                 f"{type(self).__name__}: non-finite gradients at global step {self.global_step} "
                 f"(epoch {self.current_epoch}). Likely cause: {self._likely_cause()}. "

@@ -259,3 +259,32 @@ def test_cli_run_killed_and_resumed_matches_the_uninterrupted_run(
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_run_folder_flags_and_default_callbacks(tmp_path) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    quiet = [*SMALL_DEMO, "--wandb", "disabled"]
+    cli = run([*quiet, "--trainer.default_root_dir", str(tmp_path / "mine")], run=False)
+    assert cli.run_dir == (tmp_path / "mine").resolve() == Path(cli.trainer.default_root_dir)
+    cli = run([*quiet, "--run_dir", str(tmp_path / "explicit"), "--name", "other"], run=False)
+    assert cli.run_dir == (tmp_path / "explicit").resolve()
+
+    first = run([*quiet, "--name", "exp1", "--runs_root", str(tmp_path / "r")], run=False)
+    second = run([*quiet, "--name", "exp1", "--runs_root", str(tmp_path / "r")], run=False)
+    assert first.run_dir.parent == second.run_dir.parent == (tmp_path / "r" / "exp1").resolve()
+    assert first.run_dir != second.run_dir, (
+        "two runs started in the same second get their own folders"
+    )
+
+    assert [type(lg) for lg in first.trainer.loggers] == [CSVLogger]  # --wandb disabled: CSV only
+    assert Path(first.trainer.loggers[0].log_dir) == first.run_dir / "csv"
+    (ckpt,) = [cb for cb in first.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    assert Path(ckpt.dirpath) == first.run_dir / "checkpoints" and ckpt.save_last
+    names = {type(cb).__name__ for cb in first.trainer.callbacks}
+    assert {
+        "KNNMonitor",
+        "EmbeddingNormMonitor",
+        "EffectiveLRMonitor",
+    } <= names  # the demo's monitors
