@@ -180,6 +180,9 @@ class SSLNormsCLI(LightningCLI):
         self.run_dir = self._resolve_run_dir(cfg)
         os.environ[_RUN_DIR_ENV] = str(self.run_dir)
         self.wandb_mode, reason = resolve_wandb_mode(cfg.get("wandb") or "auto")
+        if reason:
+            # Our one-line notice (and the summary after fit) replace wandb's own banner.
+            os.environ.setdefault("WANDB_SILENT", "true")
         if reason and int(os.environ.get("LOCAL_RANK", "0")) == 0:
             print(
                 f"ssl-norms: W&B offline ({reason}); logs in {self.run_dir / 'wandb'}, upload later with `wandb sync`",

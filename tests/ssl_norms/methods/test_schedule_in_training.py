@@ -147,3 +147,28 @@ def test_byol_tau_schedule_and_ema_target(accumulate: int) -> None:
     assert watch.checked_ema == total
     assert watch.taus == pytest.approx(want, rel=1e-12)
     assert watch.taus[0] == pytest.approx(0.9) and watch.taus[-1] > 0.99
+
+
+def test_accumulated_micro_batches_are_averaged_not_summed() -> None:
+    """One optimizer step over 2 micro-batches = one SGD step on the mean of their gradients
+    (the authors' accumulation summed them, DESIGN §4)."""
+    import copy
+
+    torch.manual_seed(0)
+    model = make_method("simclr", lr=0.1, momentum=0.0, weight_decay=0.0, min_lr_ratio=1.0)
+    reference = copy.deepcopy(model)
+    dm = TinyDataModule(n=16, batch_size=8)
+    tiny_trainer(max_steps=1, accumulate_grad_batches=2).fit(model, datamodule=dm)
+
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 2
+    params = list(reference.parameters())
+    grads = [torch.zeros_like(p) for p in params]
+    for views, _, _ in batches:
+        g = torch.autograd.grad(reference.compute_loss(*views).loss, params)
+        grads = [a + b / 2 for a, b in zip(grads, g, strict=True)]
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= 0.1 * g
+    for (name, p), q in zip(reference.named_parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
