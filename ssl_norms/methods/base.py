@@ -11,6 +11,7 @@ how a pair of views becomes a loss (``compute_loss``) and what its loss-space em
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -122,6 +123,10 @@ class SSLMethod(LightningModule):
         check_finite: bool = True,
     ) -> None:
         super().__init__()
+        if type(self) is SSLMethod:
+            raise TypeError(
+                "SSLMethod is the base class: use SimCLR, SimSiam or BYOL (ssl_norms.methods)"
+            )
         if isinstance(cut_constant, bool) or not math.isfinite(cut_constant) or cut_constant <= 0:
             raise ValueError(
                 f"cut_constant must be a finite number > 0 (1 disables cut-initialisation), got {cut_constant}"
@@ -170,8 +175,6 @@ class SSLMethod(LightningModule):
         """
         if cls is not SSLMethod:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        import sys
-
         from lightning.fabric.utilities.cloud_io import _load as pl_load
 
         hparams = pl_load(checkpoint_path, map_location="cpu", weights_only=False).get(
@@ -223,6 +226,12 @@ class SSLMethod(LightningModule):
         for module in self.online_network():
             cut_init(module, self.cut_constant)
         self._cut_done = True
+
+    def setup(self, stage: str) -> None:
+        if not self._cut_done:  # a method that forgot to call apply_cut_init() at construction
+            raise RuntimeError(
+                f"{type(self).__name__}.__init__ must end with self.apply_cut_init()"
+            )
 
     # ------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -167,3 +167,8 @@ def test_non_finite_gradients_are_caught_before_the_step() -> None:
     model.backbone.net.append(Poison())
     with pytest.raises(FloatingPointError, match="non-finite gradients at global step 0"):
         tiny_trainer(max_epochs=1).fit(model, datamodule=TinyDataModule(n=8, batch_size=8))
+
+
+def test_the_base_class_is_not_a_method() -> None:
+    with pytest.raises(TypeError, match="use SimCLR, SimSiam or BYOL"):
+        SSLMethod(backbone="mlp", backbone_in_dim=4)
