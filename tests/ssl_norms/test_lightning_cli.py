@@ -170,6 +170,7 @@ def decode_cache(tmp_path_factory) -> Path:
 
 
 def _cifar_args(shared_data: Path, method: str, tmp_path: Path, cache: Path) -> list[str]:
+    assert isinstance(cache, Path), "request the decode_cache fixture"
     return [
         "-c", str(REPO / f"configs/base/{method}.yaml"),
         "-c", str(REPO / "configs/cpu/cifar10.yaml"),
@@ -217,7 +218,7 @@ class _Killed(RuntimeError):
 @pytest.mark.slow
 @pytest.mark.data
 def test_cli_run_killed_and_resumed_matches_the_uninterrupted_run(
-    shared_data: Path, tmp_path
+    shared_data: Path, tmp_path, decode_cache: Path
 ) -> None:
     """BYOL (the most state: EMA target, tau, accumulation) on real CIFAR-10, cut c = 2."""
     from lightning.pytorch import Callback
