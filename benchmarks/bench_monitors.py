@@ -129,16 +129,21 @@ def main() -> None:
         f"SimCLR {args.backbone} (width {args.width}), batch {args.batch_size}, {args.steps} steps, torch threads {torch.get_num_threads()}"
     )
     base, _ = fit(args, None)
+    runs = {every: fit(args, every) for every in args.every}
     step = statistics.median(base)
-    print(f"no monitors:       median step {step * 1e3:8.2f} ms")
-    for every in args.every:
-        times, hooks = fit(args, every)
-        per_step_hooks = hooks / len(times + [0] * args.warmup)
+    # The fastest median step of all fits: the least disturbed by other processes, so the
+    # monitors' share is not understated on a loaded machine.
+    fastest = min([step] + [statistics.median(t) for t, _ in runs.values()])
+    print(
+        f"no monitors:       median step {step * 1e3:8.2f} ms (fastest median of all fits {fastest * 1e3:.2f} ms)"
+    )
+    for every, (times, hooks) in runs.items():
+        per_step_hooks = hooks / (len(times) + args.warmup)
         s = statistics.median(times)
         print(
             f"every_n_steps={every:<4d} median step {s * 1e3:8.2f} ms, monitor hooks {per_step_hooks * 1e3:7.3f} ms/step "
-            f"= {100 * per_step_hooks / s:5.2f} % of a step (target < 2 %); end-to-end vs no monitors "
-            f"{100 * (s + per_step_hooks - step) / step:+6.2f} % (noisy)"
+            f"= {100 * per_step_hooks / fastest:5.2f} % of the fastest step (target < 2 %); "
+            f"end-to-end vs no monitors {100 * (s + per_step_hooks - step) / step:+6.2f} % (noisy)"
         )
 
 

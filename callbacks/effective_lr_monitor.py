@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -33,9 +34,8 @@ def effective_lr_stats(lr: float, z: torch.Tensor, power: float) -> dict[str, fl
 
     The median interpolates linearly between the two middle values (``numpy.median``).
     """
-    eff = effective_learning_rate(lr, z, power).double()
-    mean, median = torch.stack([eff.mean(), torch.quantile(eff, 0.5)]).tolist()  # one sync
-    return {"mean": mean, "median": median}
+    eff = effective_learning_rate(lr, z.double(), power).cpu().numpy()  # one device sync
+    return {"mean": float(eff.mean()), "median": float(np.median(eff))}
 
 
 class EffectiveLRMonitor(Callback):
