@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from callbacks import EmbeddingNormMonitor, KNNMonitor
-from callbacks._gather import dedup_by_index
+from callbacks._gather import all_gather_cat, dedup_by_index, gather_eval
 from callbacks._stats import bucket_accuracy, class_means, norm_histogram, norm_summary, ood_ratio
 from ssl_norms.knn import knn_predict
 from ssl_norms.norms import embedding_norms
@@ -105,3 +105,48 @@ def test_dedup_keeps_one_row_per_index_in_order():
     out = dedup_by_index(gathered)
     assert out["idx"].tolist() == [0, 1, 2, 3, 4]
     assert out["v"].tolist() == [10.0, 11.0, 12.0, 13.0, 14.0]
+
+
+class TwoRanks:
+    """Stands in for a LightningModule on rank 0 of 2: ``all_gather`` stacks this rank's
+    tensor with rank 1's (given), as ``LightningModule.all_gather`` does under DDP."""
+
+    def __init__(self, rank1: dict[str, torch.Tensor]) -> None:
+        self._trainer = type("T", (), {"world_size": 2})()
+        self.rank1 = rank1
+
+    def all_gather(self, data):
+        n1 = len(next(iter(self.rank1.values())))
+        if isinstance(data, torch.Tensor):  # the shard sizes
+            return torch.stack([data, torch.tensor([n1])])
+        for key, t in data.items():  # equal shapes are all_gather's requirement
+            assert t.shape[0] >= n1, key
+        return {
+            key: torch.stack(
+                [t, torch.cat([self.rank1[key], t.new_zeros(t.shape[0] - n1, *t.shape[1:])])]
+            )
+            for key, t in data.items()
+        }
+
+
+def test_gather_of_unequal_shards_pads_then_trims():
+    rank0 = {"idx": torch.tensor([0, 2, 4]), "h": torch.arange(6.0).view(3, 2)}
+    rank1 = {"idx": torch.tensor([1]), "h": torch.tensor([[10.0, 11.0]])}
+    out = all_gather_cat(TwoRanks(rank1), rank0)
+    assert out["idx"].tolist() == [0, 2, 4, 1]
+    assert out["h"].tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [10.0, 11.0]]
+    ordered = gather_eval(TwoRanks(rank1), rank0)
+    assert ordered["idx"].tolist() == [0, 1, 2, 4]
+
+
+def test_summary_of_one_sample():
+    s = norm_summary(torch.tensor([2.5]))
+    assert s == {
+        "mean": 2.5,
+        "std": 0.0,
+        "q05": 2.5,
+        "q25": 2.5,
+        "q50": 2.5,
+        "q75": 2.5,
+        "q95": 2.5,
+    }
