@@ -202,9 +202,25 @@ class SSLNormsCLI(LightningCLI):
                     save_dir=str(self.run_dir),
                     project=cfg.get("wandb_project") or "ssl-norms",
                     offline=self.wandb_mode == "offline",
+                    # A run resumed in its own folder continues the same W&B run.
+                    id=self._wandb_run_id(),
+                    resume="allow",
                 )
             )
         return loggers
+
+    def _wandb_run_id(self) -> str:
+        """The W&B run id of this run folder (``RUN_DIR/wandb/run_id``), made on first use."""
+        assert self.run_dir is not None
+        path = self.run_dir / "wandb" / "run_id"
+        if path.is_file():
+            return path.read_text().strip()
+        import uuid
+
+        run_id = uuid.uuid4().hex[:12]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+        return run_id
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         assert self.run_dir is not None

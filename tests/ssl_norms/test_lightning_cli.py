@@ -127,7 +127,11 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
     rows = _csv_rows(run_dir / "csv" / "metrics.csv")
     losses = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
     assert losses and all(math.isfinite(v) for v in losses)
-    assert any(p.name.startswith("offline-run-") for p in (run_dir / "wandb").iterdir())
+    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    assert any(
+        p.name.startswith("offline-run-") and p.name.endswith(run_id)
+        for p in (run_dir / "wandb").iterdir()
+    )
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert (
         saved["model"]["class_path"] == "ssl_norms.methods.SimCLR"
@@ -289,3 +293,11 @@ def test_run_folder_flags_and_default_callbacks(tmp_path) -> None:
         "EmbeddingNormMonitor",
         "EffectiveLRMonitor",
     } <= names  # the demo's monitors
+
+
+def test_a_run_folder_keeps_its_wandb_run_id(tmp_path) -> None:
+    args = [*SMALL_DEMO, "--wandb", "disabled", "--run_dir", str(tmp_path / "run")]
+    first = run(args, run=False)._wandb_run_id()
+    assert len(first) == 12 and run(args, run=False)._wandb_run_id() == first
+    other = run([*SMALL_DEMO, "--wandb", "disabled", "--run_dir", str(tmp_path / "b")], run=False)
+    assert other._wandb_run_id() != first
