@@ -248,12 +248,21 @@ class SSLMethod(LightningModule):
             raise ValueError(f"{type(self).__name__} expects 2 views per sample, got {len(views)}")
         out = self.compute_loss(views[0], views[1])
         self._check_finite_loss(out.loss, batch_idx)
+        # "train/loss" is the contract's name (docs/contract.md): per step, without the
+        # _step suffix Lightning adds when one key is logged both per step and per epoch.
         self.log(
             "train/loss",
             out.loss,
             on_step=True,
-            on_epoch=True,
+            on_epoch=False,
             prog_bar=True,
+            batch_size=y.shape[0],
+        )
+        self.log(
+            "train/loss_epoch",
+            out.loss,
+            on_step=False,
+            on_epoch=True,
             batch_size=y.shape[0],
             sync_dist=True,
         )

@@ -125,8 +125,10 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
 
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     rows = _csv_rows(run_dir / "csv" / "metrics.csv")
-    losses = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert losses and all(math.isfinite(v) for v in losses)
+    assert "train/loss_step" not in rows[0], "the contract's metric name is train/loss"
+    assert sum(bool(r.get("train/loss_epoch")) for r in rows) == 2  # one per epoch
     run_id = (run_dir / "wandb" / "run_id").read_text().strip()
     assert any(
         p.name.startswith("offline-run-") and p.name.endswith(run_id)
@@ -209,7 +211,7 @@ def test_fast_dev_run_on_real_cifar10(
         ]
     )
     assert cli.trainer.global_step == 2
-    loss = cli.trainer.callback_metrics["train/loss_step"]
+    loss = cli.trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss)
     assert type(cli.model).__name__.lower() == method
     assert cli.model.backbone.out_dim == 32  # ResNet-18 at width 4: 8 x 4 features
