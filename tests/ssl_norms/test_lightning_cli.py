@@ -303,3 +303,28 @@ def test_a_run_folder_keeps_its_wandb_run_id(tmp_path) -> None:
     assert len(first) == 12 and run(args, run=False)._wandb_run_id() == first
     other = run([*SMALL_DEMO, "--wandb", "disabled", "--run_dir", str(tmp_path / "b")], run=False)
     assert other._wandb_run_id() != first
+
+
+def test_any_module_as_backbone_from_the_command_line(tmp_path) -> None:
+    """A class_path backbone: instantiated by the CLI, saved in config form, reloaded."""
+    from ssl_norms.methods import SSLMethod
+    from ssl_norms.models import MLP
+
+    cli = run(
+        [
+            "fit", *SMALL_DEMO,
+            "--trainer.max_epochs", "1",
+            "--trainer.callbacks", "[]",
+            "--model.backbone", "ssl_norms.models.MLP",
+            "--model.backbone.in_dim", "64",
+            "--model.backbone.hidden_dims", "[32, 16]",
+            "--wandb", "disabled",
+            "--runs_root", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert isinstance(cli.model.backbone, MLP) and cli.model.feature_dim == 16
+    assert cli.model.hparams.backbone["class_path"] == "ssl_norms.models.MLP"
+    loaded = SSLMethod.load_from_checkpoint(cli.run_dir / "checkpoints" / "last.ckpt")
+    assert isinstance(loaded.backbone, MLP)
+    for key, value in cli.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
