@@ -31,14 +31,14 @@ def train_step_due(trainer, every_n_steps: int) -> bool:
     window (the one whose optimizer step Lightning logs). Rank-independent, so collective
     gathers stay in step across ranks.
     """
+    if log_step(trainer) % max(1, every_n_steps) != 0:  # the cheap test first: most steps
+        return False
     if trainer.sanity_checking:
         return False
     try:
-        if trainer.fit_loop._should_accumulate():
-            return False
+        return not trainer.fit_loop._should_accumulate()
     except AttributeError:  # pragma: no cover
-        pass
-    return log_step(trainer) % max(1, every_n_steps) == 0
+        return True
 
 
 def log_scalars(trainer, metrics: Mapping[str, float], step: int) -> None:

@@ -45,3 +45,28 @@ def test_contract_error_is_clear():
         check_eval_outputs(None)
     with pytest.raises(RuntimeError, match="got \\['h'\\]"):
         check_eval_outputs({"h": 1})
+
+
+def test_per_step_monitors_log_once_per_optimizer_step(tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from callbacks import EffectiveLRMonitor
+
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        accumulate_grad_batches=3,  # 3 batches per epoch: one optimizer step per epoch
+        callbacks=[EmbeddingNormMonitor(every_n_steps=1), EffectiveLRMonitor(every_n_steps=1)],
+        logger=CSVLogger(tmp_path, name="csv", version=""),
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(TinySSL(), TinyDataModule(n_bank=48, n_eval=20, n_ood=10))
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows if r.get("norm/z_mean")] == ["0", "1"]
+    assert [r["step"] for r in rows if r.get("lr/effective")] == ["0", "1"]
