@@ -47,6 +47,10 @@ class KNNMonitor(Callback):
             paper's theory lives) or ``"h"`` (backbone features, the k-NN's input).
         chunk_size: queries per matmul of the torch backend (default: automatic).
 
+    Skipped epochs have no validation loop, so a ``ModelCheckpoint`` that saves at
+    validation end saves only on evaluation epochs; pass it ``save_on_train_epoch_end=True``
+    to keep ``last.ckpt`` current every epoch.
+
     After every evaluation epoch, ``last_results`` holds the computed values (on every
     rank): ``top1``, ``top5``, ``bucket_acc``/``bucket_count`` (dicts by bucket),
     ``bank_size``, ``eval_size``, ``epoch``, ``step``; ``history`` lists them all.
