@@ -75,10 +75,11 @@ class SSLMethod(LightningModule):
     """Base class of the SSL methods.
 
     Args:
-        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"mlp"``, sized by the
+        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"convnet"`` or ``"mlp"``, sized by the
             ``backbone_*`` options below; or any ``nn.Module`` (``class_path`` in a config)
             returning features [N, f], e.g. ``ssl_norms.models.ResNet``.
-        backbone_width: ResNet base width (64 standard, 16 for CPU runs) or MLP hidden width.
+        backbone_width: ResNet base width (64 standard, 16 for CPU runs), ConvNet first
+            width, or MLP hidden width.
         cifar_stem: 3x3 stride-1 stem without max-pool (32 px images, DESIGN §4).
         zero_init_residual: residual branches start at zero (DESIGN §4).
         backbone_in_dim: input dimension of the ``"mlp"`` backbone (64 for latent classes).

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as _TorchvisionResNet
 
-__all__ = ["BACKBONES", "MLP", "ResNet", "build_backbone", "feature_dim"]
+__all__ = ["BACKBONES", "MLP", "ConvNet", "ResNet", "build_backbone", "feature_dim"]
 
 _DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     18: (BasicBlock, [2, 2, 2, 2]),
@@ -128,7 +128,40 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "mlp")
+class ConvNet(nn.Module):
+    """A small ConvNet for CPU runs: ``depth`` x (3x3 conv - BN - ReLU - 2x2 max-pool), the
+    width doubling each time, then global average pooling (DESIGN §6: several times faster
+    than a width-16 ResNet-18 on 2 cores).
+
+    Args:
+        width: channels of the first convolution.
+        depth: number of conv blocks.
+        in_channels: input channels.
+    """
+
+    def __init__(self, width: int = 32, depth: int = 3, in_channels: int = 3) -> None:
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ValueError(f"ConvNet needs width >= 1 and depth >= 1, got {width} and {depth}")
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for i in range(depth):
+            out = width * 2**i
+            layers += [
+                nn.Conv2d(prev, out, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            prev = out
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = prev
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "convnet", "mlp")
 
 
 def build_backbone(
@@ -138,10 +171,10 @@ def build_backbone(
     zero_init_residual: bool = True,
     in_dim: int | None = None,
 ) -> nn.Module:
-    """A backbone by name: ``resnet18``, ``resnet34``, ``resnet50`` or ``mlp``.
+    """A backbone by name: ``resnet18``, ``resnet34``, ``resnet50``, ``convnet`` or ``mlp``.
 
-    ``width`` is the ResNet base width, or the hidden width of the 2-layer MLP; ``in_dim``
-    is the MLP's input dimension (required for ``mlp``).
+    ``width`` is the ResNet base width, the ConvNet's first width, or the hidden width of
+    the 2-layer MLP; ``in_dim`` is the MLP's input dimension (required for ``mlp``).
     """
     key = name.lower()
     if key.startswith("resnet") and key in BACKBONES:
@@ -151,6 +184,8 @@ def build_backbone(
             cifar_stem=cifar_stem,
             zero_init_residual=zero_init_residual,
         )
+    if key == "convnet":
+        return ConvNet(width=width)
     if key == "mlp":
         if in_dim is None:
             raise ValueError(

@@ -8,6 +8,7 @@ from torch import nn
 
 from ssl_norms.models import (
     MLP,
+    ConvNet,
     Predictor,
     ResNet,
     SimCLRProjector,
@@ -100,3 +101,12 @@ def test_heads() -> None:
     assert isinstance(siam[-1], nn.BatchNorm1d)
     pred = Predictor(64, 16, 64)
     assert pred(torch.randn(4, 64)).shape == (4, 64) and pred[0].out_features == 16
+
+
+def test_convnet() -> None:
+    net = build_backbone("convnet", width=8)
+    assert isinstance(net, ConvNet) and net.out_dim == 32  # 8 x 2^2
+    with torch.no_grad():
+        assert net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 32)
+    with pytest.raises(ValueError, match="width >= 1"):
+        ConvNet(width=0)
