@@ -52,6 +52,20 @@ def _faiss_gpus() -> int:
     return int(get()) if get is not None and hasattr(faiss, "StandardGpuResources") else 0
 
 
+_GPU_RESOURCES = None
+
+
+def _gpu_resources():
+    """One ``faiss.StandardGpuResources`` per process: it holds the GPU scratch memory, so
+    creating one per evaluation would re-allocate it every time."""
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None:
+        import faiss
+
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return _GPU_RESOURCES
+
+
 def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
@@ -147,8 +161,7 @@ def _search_faiss(
     b = np.ascontiguousarray(bank.detach().cpu().float().numpy())
     q = np.ascontiguousarray(queries.detach().cpu().float().numpy())
     if _faiss_gpus() > 0:
-        resources = faiss.StandardGpuResources()
-        index = faiss.GpuIndexFlatIP(resources, d)
+        index = faiss.GpuIndexFlatIP(_gpu_resources(), d)
     else:
         index = faiss.IndexFlatIP(d)
     index.add(b)
