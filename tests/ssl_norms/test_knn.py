@@ -133,3 +133,19 @@ def test_top_k_accuracy_from_scores():
     assert knn_accuracy(scores, labels, top_k=5) == pytest.approx(0.5)
     # k beyond the number of classes is clamped: everything is in the "top 10" of 6.
     assert knn_accuracy(scores, labels, top_k=10) == pytest.approx(1.0)
+
+
+def test_backend_choice(monkeypatch):
+    from ssl_norms import knn
+
+    with pytest.raises(ValueError, match="backend must be"):
+        knn_predict(
+            torch.randn(4, 2), torch.zeros(4, dtype=torch.long), torch.randn(1, 2), backend="annoy"
+        )
+    monkeypatch.setattr(knn, "faiss_available", lambda: False)
+    assert knn._resolve_backend("auto", torch.device("cpu")) == "torch"
+    monkeypatch.setattr(knn, "faiss_available", lambda: True)
+    monkeypatch.setattr(knn, "_faiss_gpus", lambda: 0)
+    assert knn._resolve_backend("auto", torch.device("cpu")) == "faiss"
+    # Features on a GPU that FAISS cannot use: the torch matmul runs where they are.
+    assert knn._resolve_backend("auto", torch.device("cuda")) == "torch"
