@@ -310,10 +310,19 @@ class SSLMethod(LightningModule):
         return float(self.hparams.lr)
 
     def _check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
-        if self.hparams.check_finite and not bool(torch.isfinite(loss.detach()).all()):
+        if not self.hparams.check_finite:
+            return
+        finite = bool(torch.isfinite(loss.detach()).all())
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            # Every process stops together: one raising alone would leave the others
+            # waiting in the next collective.
+            finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
+        if not finite:
             raise FloatingPointError(
-                f"{type(self).__name__}: the loss is {loss.detach().item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}). Likely cause: {self._likely_cause()}. "
+                f"{type(self).__name__}: the loss is {loss.detach().item()} on this process (not finite on "
+                f"at least one) at global step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}). Likely cause: {self._likely_cause()}. "
                 "Stopped before the optimizer step, so saved checkpoints hold finite weights."
             )
 
