@@ -140,7 +140,11 @@ def test_backend_choice(monkeypatch):
 
     with pytest.raises(ValueError, match="backend must be"):
         knn_predict(
-            torch.randn(4, 2), torch.zeros(4, dtype=torch.long), torch.randn(1, 2), backend="annoy"
+            torch.randn(4, 2),
+            torch.zeros(4, dtype=torch.long),
+            torch.randn(1, 2),
+            k=2,
+            backend="annoy",
         )
     monkeypatch.setattr(knn, "faiss_available", lambda: False)
     assert knn._resolve_backend("auto", torch.device("cpu")) == "torch"
