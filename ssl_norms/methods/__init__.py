@@ -1,4 +1,18 @@
-"""The SSL LightningModules (DESIGN §2-4, docs/contract.md)."""
+"""The SSL LightningModules (DESIGN §2-4, docs/contract.md).
+
+``SimCLR``, ``SimSiam`` and ``BYOL`` derive from ``SSLMethod``, which holds the backbone,
+cut-initialisation, GradScale, the optimizer (SGD or LARS) and the warm-up + cosine
+schedule (stepped per optimizer step). From Python::
+
+    from ssl_norms.methods import SimCLR
+    model = SimCLR(backbone="resnet18", backbone_width=16, cut_constant=3.0, gradscale_power=0.0)
+    h = model(x)          # backbone features (k-NN)
+    z = model.embed(x)    # loss-space embedding before normalisation (norms are measured here)
+
+From the command line: ``ssl-norms fit -c configs/base/simclr.yaml -c configs/data/cifar10.yaml``
+(``configs/README.md``). ``SSLMethod.load_from_checkpoint(path)`` rebuilds the method a
+checkpoint of ``ssl-norms fit`` was trained with.
+"""
 
 from ssl_norms.methods.base import SSLMethod, StepOutput
 from ssl_norms.methods.byol import BYOL
