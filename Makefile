@@ -40,9 +40,20 @@ reproduce-fig2: install
 	$(VENV)/bin/ssl-norms simulate latent-classes --out results/fig2
 	@echo "Figure 2 written to results/fig2/"
 
-# The training demo: SimCLR + MLP on imbalanced latent classes (no download), all monitors on.
+# The training demo: SimCLR + MLP on imbalanced latent classes (no download), all monitors
+# on, then its plots. DEMO_RUN sets the run folder.
+DEMO_RUN ?= runs/demo/$(shell date +%Y%m%d-%H%M%S)
 demo: install
-	WANDB_SILENT=true $(VENV)/bin/ssl-norms fit -c configs/demo.yaml
+	WANDB_SILENT=true $(VENV)/bin/ssl-norms fit -c configs/demo.yaml --run_dir $(DEMO_RUN)
+	$(VENV)/bin/ssl-norms plot $(DEMO_RUN)
+	@echo "demo done: run folder $(DEMO_RUN) (config.yaml, checkpoints/, csv/metrics.csv, wandb/, plots/)"
+
+# Speed goals are measured here, never in tests.
+bench: install
+	$(PY) benchmarks/bench_datamodules.py
+	$(PY) benchmarks/bench_knn.py
+	$(PY) benchmarks/bench_monitors.py
+	$(PY) benchmarks/bench_monitors.py --backbone mlp --every 1 10 25 50
 
 clean:
 	rm -rf results runs .pytest_cache

@@ -5,7 +5,8 @@ Every run writes into its own folder ``RUN_DIR`` (default
 
 - ``RUN_DIR/config.yaml``: the full resolved config (re-run it with ``-c``);
 - ``RUN_DIR/checkpoints/``: ``last.ckpt`` and the latest epoch (``ModelCheckpoint``);
-- ``RUN_DIR/csv/metrics.csv``: a ``CSVLogger``, so every run leaves plain files behind;
+- ``RUN_DIR/csv/metrics.csv``: a CSV logger (kept and appended to on resume), so every run
+  leaves plain files behind;
 - ``RUN_DIR/wandb/``: a ``WandbLogger``, online when an API key and the network are there,
   else offline with a one-line notice (``--wandb`` forces a mode; ``WANDB_MODE`` is honoured).
 
@@ -26,8 +27,9 @@ from typing import Any, Literal
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 
+from ssl_norms.loggers import ResumableCSVLogger
 from ssl_norms.methods import SSLMethod
 
 __all__ = ["SSLNormsCLI", "resolve_wandb_mode", "run"]
@@ -191,7 +193,9 @@ class SSLNormsCLI(LightningCLI):
 
     def _make_loggers(self, cfg: Any) -> list[Logger]:
         assert self.run_dir is not None
-        loggers: list[Logger] = [CSVLogger(save_dir=str(self.run_dir), name="csv", version="")]
+        loggers: list[Logger] = [
+            ResumableCSVLogger(save_dir=str(self.run_dir), name="csv", version="")
+        ]
         if self.wandb_mode != "disabled":
             from lightning.pytorch.loggers import WandbLogger
 
@@ -238,7 +242,13 @@ class SSLNormsCLI(LightningCLI):
                 ckpt.dirpath = str(self.run_dir / "checkpoints")
         if not checkpoints and config.get("enable_checkpointing", True) is not False:
             user_callbacks.append(
-                ModelCheckpoint(dirpath=str(self.run_dir / "checkpoints"), save_last=True)
+                # Every epoch, not only on the KNNMonitor's evaluation epochs: a killed run
+                # then loses at most one epoch.
+                ModelCheckpoint(
+                    dirpath=str(self.run_dir / "checkpoints"),
+                    save_last=True,
+                    save_on_train_epoch_end=True,
+                )
             )
         config["callbacks"] = user_callbacks
         return super()._instantiate_trainer(config, callbacks)

@@ -266,11 +266,17 @@ def test_cli_run_killed_and_resumed_matches_the_uninterrupted_run(
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    # The resumed run appended to the run folder's metrics: epoch 0 (logged before the
+    # kill) is still there, next to epoch 1 (Lightning's own CSVLogger would delete it).
+    with open(tmp_path / "killed" / "csv" / "metrics.csv", newline="") as file:
+        epochs = {row["epoch"] for row in csv.DictReader(file) if row.get("train/loss_epoch")}
+    assert epochs == {"0", "1"}
 
 
 def test_run_folder_flags_and_default_callbacks(tmp_path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+
+    from ssl_norms.loggers import ResumableCSVLogger
 
     quiet = [*SMALL_DEMO, "--wandb", "disabled"]
     cli = run([*quiet, "--trainer.default_root_dir", str(tmp_path / "mine")], run=False)
@@ -285,10 +291,11 @@ def test_run_folder_flags_and_default_callbacks(tmp_path) -> None:
         "two runs started in the same second get their own folders"
     )
 
-    assert [type(lg) for lg in first.trainer.loggers] == [CSVLogger]  # --wandb disabled: CSV only
+    assert [type(lg) for lg in first.trainer.loggers] == [ResumableCSVLogger]  # --wandb disabled
     assert Path(first.trainer.loggers[0].log_dir) == first.run_dir / "csv"
     (ckpt,) = [cb for cb in first.trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     assert Path(ckpt.dirpath) == first.run_dir / "checkpoints" and ckpt.save_last
+    assert ckpt._save_on_train_epoch_end  # last.ckpt every epoch, not only on k-NN epochs
     names = {type(cb).__name__ for cb in first.trainer.callbacks}
     assert {
         "KNNMonitor",
