@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
+from distributed_exit import LeaveTogether
 from lightning.pytorch.strategies import DDPStrategy
 from monitor_testkit import DumpResults, TinyDataModule, TinySSL, comparable, load_records
 
@@ -42,7 +43,7 @@ def trainer(tmp_path, cbs, devices, **kwargs):
     return pl.Trainer(
         accelerator="cpu",
         devices=devices,
-        callbacks=cbs,
+        callbacks=[*cbs, LeaveTogether()] if devices > 1 else cbs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

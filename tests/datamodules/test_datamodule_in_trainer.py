@@ -8,6 +8,7 @@ import json
 import lightning as L
 import pytest
 import torch
+from distributed_exit import LeaveTogether
 from dm_files import class_major_labels, write_cifar10_pickles
 
 from datamodules import CIFAR10DataModule, LatentClassesDataModule
@@ -82,9 +83,13 @@ def test_latent_classes_fit():
 def test_ddp_two_ranks_shard_disjointly(tiny_cifar, tmp_path):
     out = str(tmp_path / "seen")
     dm = CIFAR10DataModule(tiny_cifar, batch_size=8, eval_batch_size=32, num_workers=0, seed=5)
-    _trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, limit_val_batches=0).fit(
-        Recorder(3 * 32 * 32, out=out), datamodule=dm
-    )
+    _trainer(
+        strategy="ddp_spawn",
+        accelerator="cpu",
+        devices=2,
+        limit_val_batches=0,
+        callbacks=[LeaveTogether()],
+    ).fit(Recorder(3 * 32 * 32, out=out), datamodule=dm)
     seen = [json.load(open(f"{out}.rank{r}.json")) for r in (0, 1)]
     for epoch in (0, 1):
         shards = [{i for e, idx, _ in s if e == epoch for i in idx} for s in seen]
