@@ -55,5 +55,11 @@ bench: install
 	$(PY) benchmarks/bench_monitors.py
 	$(PY) benchmarks/bench_monitors.py --backbone mlp --every 1 10 25 50
 
+# Table 3 (15 trainings of 500 epochs at the paper's size: a GPU job). TABLE3_ARGS goes to
+# `ssl-norms reproduce table3`, e.g. TABLE3_ARGS="--datasets cifar10_unbalanced -- -c configs/cpu/table3.yaml".
+TABLE3_ARGS ?=
+reproduce-table3: install
+	$(VENV)/bin/ssl-norms reproduce table3 $(TABLE3_ARGS)
+
 clean:
 	rm -rf results runs .pytest_cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: ssl-norms {fit,validate,test,predict,simulate,plot} ...
+USAGE = """usage: ssl-norms {fit,validate,test,predict,simulate,plot,reproduce} ...
 
 Train and analyse self-supervised models while watching their embedding norms.
 
@@ -19,6 +19,8 @@ subcommands:
   simulate {aparametric,latent-classes} --out DIR
                         the simulations of the paper's Section 4 (Figure 2)
   plot RUN_DIR          draw norm, effective-lr and k-NN curves from a run's CSV logs
+  reproduce {table2,table3} [-- FIT_ARGS]
+                        run a k-NN table of the paper (one fit per cell) and compare
 
 examples:
   ssl-norms fit -c configs/demo.yaml
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from ssl_norms.plot import main as plot_main
 
         return plot_main(rest)
+    if command == "reproduce":
+        from ssl_norms.reproduce import main as reproduce_main
+
+        return reproduce_main(rest)
     if command in LIGHTNING_SUBCOMMANDS or command.startswith("--"):
         from ssl_norms.lightning_cli import run
 
