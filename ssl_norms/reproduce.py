@@ -91,7 +91,7 @@ CAVEAT = (
     "The paper's numbers were produced with the authors' code, which squared the learning "
     "rate in its schedule, stepped the schedule per micro-batch without dividing the loss "
     "under gradient accumulation, re-applied cut-init on resume and evaluated Flowers k-NN "
-    "on a random 768 of the 1,020 validation images; ssl-norms does none of that (README, \"Reproducing the paper\")."
+    'on a random 768 of the 1,020 validation images; ssl-norms does none of that (README, "Reproducing the paper").'
 )
 
 
