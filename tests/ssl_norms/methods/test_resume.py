@@ -25,7 +25,7 @@ class KillAt(Callback):
 def _fit(tmp, name: str, extra=(), ckpt_path=None, seed: int = 11):
     torch.manual_seed(seed)
     # Cut-init and GradScale on, so that a re-applied cut or a lost schedule would show.
-    model = make_method(name, cut_constant=3.0, warmup_epochs=1.0, lr=0.05)
+    model = make_method(name, cut_constant=3.0, gradscale_power=1.0, warmup_epochs=1.0, lr=0.05)
     trainer = tiny_trainer(
         max_epochs=3,
         accumulate_grad_batches=2,
