@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: ssl-norms {fit,validate,test,predict,simulate,plot,reproduce} ...
@@ -52,7 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     if command in LIGHTNING_SUBCOMMANDS or command.startswith("--"):
         from ssl_norms.lightning_cli import run
 
-        run(argv)
+        try:
+            run(argv)
+        except (FileNotFoundError, ValueError, FloatingPointError) as error:
+            # Bad input (missing data, impossible settings, a loss that turned NaN) has a
+            # message that names the problem and the fix: show it without a traceback.
+            if os.environ.get("SSL_NORMS_DEBUG"):
+                raise
+            print(f"ssl-norms: error: {error}", file=sys.stderr)
+            print("(set SSL_NORMS_DEBUG=1 to see the traceback)", file=sys.stderr)
+            return 1
         return 0
     print(f"ssl-norms: unknown subcommand {command!r}\n", file=sys.stderr)
     print(USAGE, file=sys.stderr)

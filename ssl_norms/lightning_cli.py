@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import netrc
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -229,6 +230,8 @@ class SSLNormsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         assert self.run_dir is not None
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        # Only a folder this call creates may be removed again if the run fails early.
+        self._created_run_dir = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config["default_root_dir"] = str(self.run_dir)
         if config.get("logger") in (None, True):
@@ -257,8 +260,34 @@ class SSLNormsCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
-        finally:
+        except BaseException:
             self._finish_wandb()
+            self._remove_failed_run_dir()
+            raise
+        self._finish_wandb()
+
+    def _remove_failed_run_dir(self) -> None:
+        """A run that failed before writing any checkpoint leaves no folder behind.
+
+        A folder that holds a checkpoint is kept (it can be resumed: the NaN guard stops
+        before the optimizer step, so its checkpoints are clean), and so is any folder
+        that existed before this call (a resumed run).
+        """
+        rd = self.run_dir
+        if rd is None or not getattr(self, "_created_run_dir", False) or not rd.is_dir():
+            return
+        if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+            return
+        if any(rd.glob("checkpoints/*.ckpt")):
+            return
+        shutil.rmtree(rd, ignore_errors=True)
+        try:
+            rd.parent.rmdir()  # runs/<name>/ when this was its only run
+        except OSError:
+            pass
+        print(
+            f"ssl-norms: the run failed before its first checkpoint; removed {rd}", file=sys.stderr
+        )
 
     def _finish_wandb(self) -> None:
         """Close the W&B run, so that a second run in the same process starts a new one."""

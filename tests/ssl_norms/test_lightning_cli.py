@@ -335,3 +335,38 @@ def test_any_module_as_backbone_from_the_command_line(tmp_path) -> None:
     assert isinstance(loaded.backbone, MLP)
     for key, value in cli.model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def _fit_without_data(run_flags: list[str], data_dir: Path) -> int:
+    from ssl_norms.cli import main
+
+    return main(
+        [
+            "fit",
+            "-c", str(REPO / "configs" / "base" / "simclr.yaml"),
+            "-c", str(REPO / "configs" / "data" / "cifar10.yaml"),
+            "--data.init_args.data_dir", str(data_dir),
+            "--data.init_args.download", "false",
+            "--model.init_args.backbone", "resnet18",
+            "--model.init_args.backbone_width", "4",
+            "--wandb", "disabled",
+            *run_flags,
+        ]
+    )  # fmt: skip
+
+
+def test_missing_data_is_one_clear_error_and_leaves_no_run_folder(tmp_path, capsys) -> None:
+    code = _fit_without_data(["--runs_root", str(tmp_path / "runs")], tmp_path / "nodata")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"not found in {tmp_path / 'nodata'}" in err and "download=True" in err
+    assert "Traceback" not in err
+    assert [p for p in (tmp_path / "runs").rglob("*")] == []  # nothing half-written
+
+
+def test_a_failing_resume_keeps_its_existing_run_folder(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "earlier-run"
+    (run_dir / "csv").mkdir(parents=True)
+    (run_dir / "csv" / "metrics.csv").write_text("epoch,step\n0,1\n")
+    assert _fit_without_data(["--run_dir", str(run_dir)], tmp_path / "nodata") == 1
+    assert (run_dir / "csv" / "metrics.csv").read_text() == "epoch,step\n0,1\n"
