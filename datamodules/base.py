@@ -17,6 +17,7 @@ serves the loaders:
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,7 +27,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.datasets import EvalDataset, ImageSet, TwoViewDataset
 from datamodules.imbalance import first_n_per_class
-from datamodules.ood import download_ood_set, load_ood_set, ood_present
+from datamodules.io.download import guarded_download
+from datamodules.io.locate import missing_data_error
+from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, ood_present
 from datamodules.sampler import EpochSampler
 from datamodules.transforms import IMAGENET_STATS, eval_transform, ssl_augmentation
 
@@ -120,6 +123,10 @@ class SSLDataModule(LightningDataModule):
     def _download(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot download its data")
 
+    def _missing_data_error(self, note: str | None = None) -> FileNotFoundError:
+        """The module's one missing-data error (folder, layouts, fix), plus ``note``."""
+        return missing_data_error(type(self).__name__, self.data_dir, [], note=note)
+
     def train_transform(self) -> Callable:
         mean, std = self.stats
         return ssl_augmentation(self.augmentation, self.image_size, mean, std)
@@ -134,13 +141,25 @@ class SSLDataModule(LightningDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup.
         # Only what is missing: a present copy (e.g. read-only shared parquet) is used as is.
+        # A network failure (offline machine) raises the missing-data error with a note and
+        # leaves no partial archive or shard behind (datamodules/io/download.py).
         if not self.download:
             return
         if not self._present():
-            self._download()
+            guarded_download(
+                self._download,
+                self.data_dir,
+                self._missing_data_error,
+                f"put the files in {_abs(self.data_dir)} or point data_dir at a local copy",
+            )
         for name, folder in self.ood.items():
             if not ood_present(name, folder):
-                download_ood_set(name, folder)
+                guarded_download(
+                    lambda name=name, folder=folder: download_ood_set(name, folder),
+                    folder,
+                    lambda note, name=name, folder=folder: ood_missing_error(name, folder, note),
+                    f"put the files in {_abs(folder)} or point ood[{name!r}] at a local copy",
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:
@@ -245,6 +264,10 @@ class SSLDataModule(LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
+
+
+def _abs(folder: str) -> str:
+    return str(Path(folder).expanduser().resolve())
 
 
 def _first_per_class(ds: ImageSet, n: int, num_classes: int) -> ImageSet:

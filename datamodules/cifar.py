@@ -128,6 +128,9 @@ class _CIFARDataModule(SSLDataModule):
     def _present(self) -> bool:
         return cifar_present(self.dataset, self.data_dir)
 
+    def _missing_data_error(self, note: str | None = None) -> FileNotFoundError:
+        return missing_data_error(self.dataset, self.data_dir, _layouts(self.dataset), note=note)
+
     def _download(self) -> None:
         import torchvision
 

@@ -128,6 +128,9 @@ class Flowers102DataModule(SSLDataModule):
         folders = candidate_folders(root, ["flowers102", "flowers-102"])
         return any(f.is_dir() and find_split_files(f, "test") for f in folders)
 
+    def _missing_data_error(self, note: str | None = None) -> FileNotFoundError:
+        return missing_data_error("Flowers102", self.data_dir, _LAYOUTS, note=note)
+
     def _download(self) -> None:
         import torchvision
 

@@ -104,6 +104,9 @@ class ImageNet100DataModule(SSLDataModule):
         folders = candidate_folders(Path(self.data_dir).expanduser(), _FOLDERS)
         return any(f.is_dir() and find_split_files(f, "train") for f in folders)
 
+    def _missing_data_error(self, note: str | None = None) -> FileNotFoundError:
+        return missing_data_error("ImageNet-100", self.data_dir, _LAYOUTS, note=note)
+
     def _download(self) -> None:
         from huggingface_hub import snapshot_download
 

@@ -28,7 +28,7 @@ from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import CIFAR_FOLDERS, read_cifar_pickles
 from datamodules.threads import one_thread
 
-__all__ = ["download_ood_set", "load_ood_set", "ood_present"]
+__all__ = ["download_ood_set", "load_ood_set", "ood_missing_error", "ood_present"]
 
 OOD_LAYOUTS = [
     "cifar-10-batches-py/ or cifar-100-python/ (torchvision pickles; the test split is used)",
@@ -111,8 +111,7 @@ def load_ood_set(
         names = names or [str(c) for c in range(int(labels.max(initial=-1)) + 1)]
         return ImageSet(_resize_all(torch.from_numpy(images), image_size), labels, names)
     if found is None:
-        fix = f"point ood[{name!r}] at a folder holding one of these layouts, e.g. {SHARED_HINT}"
-        raise missing_data_error(f"out-of-distribution set {name!r}", path, OOD_LAYOUTS, fix=fix)
+        raise ood_missing_error(name, path)
     files = found[1]
     data = read_image_parquet(files)
     images = cached_decode(
@@ -124,6 +123,18 @@ def load_ood_set(
     )
     names = data.class_names or [str(c) for c in range(int(np.max(data.labels, initial=-1)) + 1)]
     return ImageSet(images, data.labels, names)
+
+
+def ood_missing_error(name: str, folder: str | Path, note: str | None = None) -> FileNotFoundError:
+    """The missing-data error of OOD set ``name`` (folder, layouts, fix), plus ``note``."""
+    fix = f"point ood[{name!r}] at a folder holding one of these layouts, e.g. {SHARED_HINT}"
+    return missing_data_error(
+        f"out-of-distribution set {name!r}",
+        Path(folder).expanduser(),
+        OOD_LAYOUTS,
+        fix=fix,
+        note=note,
+    )
 
 
 def download_ood_set(name: str, folder: str | Path) -> None:

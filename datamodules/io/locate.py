@@ -21,8 +21,12 @@ def missing_data_error(
     layouts: list[str],
     split: str | None = None,
     fix: str | None = None,
+    note: str | None = None,
 ) -> FileNotFoundError:
-    """One error naming the folder looked at, the accepted layouts and how to get the data."""
+    """One error naming the folder looked at, the accepted layouts and how to get the data.
+
+    ``note`` adds a last line, e.g. why ``download=True`` did not get it.
+    """
     what = f"{dataset} ({split} split)" if split else dataset
     accepted = "\n".join(f"  - {lay}" for lay in layouts)
     fix = fix or (
@@ -31,5 +35,5 @@ def missing_data_error(
     )
     return FileNotFoundError(
         f"{what} not found in {Path(data_dir).expanduser().resolve()}.\n"
-        f"Accepted layouts:\n{accepted}\nTo get the data: {fix}."
+        f"Accepted layouts:\n{accepted}\nTo get the data: {fix}." + (f"\n{note}" if note else "")
     )
