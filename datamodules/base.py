@@ -6,7 +6,9 @@ serves the loaders:
 
 - ``train_dataloader()``: ``(views, y, idx)``, two augmented views, shuffled by an
   ``EpochSampler`` (seed, epoch) with ``drop_last=True``. Under DDP Lightning wraps the
-  sampler in ``DistributedSamplerWrapper``: disjoint shards, each image once per epoch.
+  sampler in ``DistributedSamplerWrapper`` (drop_last=False): the W shards cover every
+  image once, plus ``(-N) mod W`` <= W-1 repeats as padding; each rank then drops its last
+  partial batch (docs/contract.md).
 - ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
   un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
   (shuffle off, padded with duplicates that callbacks drop by ``idx``).

@@ -4,7 +4,9 @@ Why not a plain ``RandomSampler``: the two-view dataset seeds its augmentations 
 (seed, epoch, index) and must learn the epoch. Lightning calls ``set_epoch`` on the
 loader's sampler each epoch; under DDP (``use_distributed_sampler=True``) it wraps this
 sampler in ``DistributedSamplerWrapper``, which forwards ``set_epoch`` and shards the
-indices disjointly across ranks (every rank draws the same permutation from the seed).
+indices across ranks (every rank draws the same permutation from the seed). The wrapper
+has ``drop_last=False``: when W ranks do not divide N it pads with ``(-N) mod W`` <= W-1
+repeated indices, so an epoch covers every index at least once and at most that many twice.
 """
 
 from __future__ import annotations
