@@ -5,6 +5,11 @@ A fixed pool is drawn once by ``ssl_norms.simulate.latent_classes.sample_latent_
 "views" of training sample i are x_i and x_j, j another sample of the same class chosen
 from (seed, epoch, i): the unmodified SimCLR then trains the paper's supervised InfoNCE.
 Needs no files and no workers: the demo's default.
+
+``ood_classes=K`` adds K latent classes that are never trained on (paper Fig. 3): new
+centres on the same sphere, the same generating matrix and noise, served un-augmented as
+the OOD loader ``ood/latent_holdout`` (labels ``num_classes .. num_classes + K - 1``).
+Image OOD sets (the generic ``ood`` argument) do not apply to vectors.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from torch.utils.data import Dataset
 from datamodules.base import SSLDataModule
 from datamodules.datasets import EvalDataset, sample_seed
 from ssl_norms.simulate.latent_classes import class_counts_from_probs, sample_latent_classes
+
+#: Name of the held-out latent classes' OOD loader (``ood/latent_holdout``).
+OOD_NAME = "latent_holdout"
 
 __all__ = ["LatentClassesDataModule"]
 
@@ -45,6 +53,13 @@ class SameClassPairs(Dataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         labels = base.labels.numpy()
         self._members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+        for c, rows in enumerate(self._members):
+            if len(rows) == 1:
+                raise ValueError(
+                    f"class {c} has a single training sample, so its two views would be the "
+                    "same vector (no positive pair): give it more samples (raise n_train) or "
+                    "less imbalance (a smaller imbalance_ratio or flatter class_probs)"
+                )
         self._pos = np.zeros(len(labels), dtype=np.int64)  # position of i among its class
         for rows in self._members:
             self._pos[rows] = np.arange(len(rows))
@@ -62,10 +77,8 @@ class SameClassPairs(Dataset):
     def __getitem__(self, i: int):
         x, y = self.base[i]
         rows = self._members[y]
-        j = int(i)
-        if len(rows) > 1:
-            k = sample_seed(self.seed, self.epoch, int(i)) % (len(rows) - 1)
-            j = int(rows[k + (k >= self._pos[i])])  # skip i itself
+        k = sample_seed(self.seed, self.epoch, int(i)) % (len(rows) - 1)
+        j = int(rows[k + (k >= self._pos[i])])  # skip i itself
         return [x, self.base.x[j]], y, int(i)
 
 
@@ -85,6 +98,13 @@ class LatentClassesDataModule(SSLDataModule):
         eval_batch_size: batch size of the bank and eval loaders.
         num_workers: loader workers (0 is fastest for this tiny data).
         seed: seeds the data, the shuffle and the choice of the second view.
+        ood_classes: extra latent classes never trained on (new centres, same generating
+            matrix and noise), served un-augmented as the OOD loader ``ood/latent_holdout``
+            (paper Fig. 3: held-out classes get smaller norms). 0 = none. The in-distribution
+            data does not depend on it.
+        n_ood: samples of the held-out classes in all (balanced); None = ``n_eval``.
+        ood: image OOD sets do not apply to vector data: must be None or empty (use
+            ``ood_classes``); accepted only to give a clear error.
     """
 
     image_size = 0
@@ -103,13 +123,30 @@ class LatentClassesDataModule(SSLDataModule):
         eval_batch_size: int = 1000,
         num_workers: int = 0,
         seed: int = 0,
+        ood_classes: int = 0,
+        n_ood: int | None = None,
+        ood: dict[str, str] | None = None,
     ):
+        if ood:
+            raise ValueError(
+                f"LatentClassesDataModule: image OOD sets ({sorted(ood)}) do not apply to vector "
+                "data; use ood_classes=K for K held-out latent classes (ood/latent_holdout)"
+            )
         super().__init__(
             data_dir="", batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, seed=seed,
         )  # fmt: skip
         if n_train < 1 or n_eval < 1:
             raise ValueError(f"n_train and n_eval must be >= 1, got {n_train}, {n_eval}")
+        if ood_classes < 0:
+            raise ValueError(f"ood_classes must be >= 0, got {ood_classes}")
+        n_ood = n_eval if n_ood is None else n_ood
+        if ood_classes and n_ood < ood_classes:
+            raise ValueError(
+                f"n_ood ({n_ood}) must give each of the {ood_classes} held-out classes a sample"
+            )
+        self.ood_classes = ood_classes
+        self.n_ood = n_ood
         self.num_classes = num_classes
         self.n_train = n_train
         self.n_eval = n_eval
@@ -154,7 +191,30 @@ class LatentClassesDataModule(SSLDataModule):
         self._bank = EvalDataset(train, _identity)
         self._eval = EvalDataset(VectorSet(x[ev], y[ev]), _identity)
         self.class_probs_ = data.class_probs
+        if self.ood_classes:
+            self._ood[OOD_NAME] = EvalDataset(self._held_out_classes(data.generator), _identity)
+
+    def _held_out_classes(self, generator: np.ndarray) -> VectorSet:
+        """``ood_classes`` new centres through the same generating matrix, balanced, with a
+        random stream of their own (the in-distribution data stays as without them)."""
+        rng = np.random.default_rng([self.seed, 0x00D])
+        k, d = self.ood_classes, self.latent_dim + 1
+        centers = _normalise(rng.standard_normal((k, d)))
+        labels = np.repeat(np.arange(k), class_counts_from_probs([1.0] * k, self.n_ood))
+        latent = _normalise(
+            centers[labels] + self.noise_std * rng.standard_normal((len(labels), d))
+        )
+        x = torch.from_numpy((latent @ generator).astype(np.float32))
+        return VectorSet(x, torch.from_numpy(labels + self.num_classes))
+
+    @property
+    def eval_loader_names(self) -> list[str]:
+        return ["bank", "eval"] + ([f"ood/{OOD_NAME}"] if self.ood_classes else [])
 
 
 def _identity(x):
     return x
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)

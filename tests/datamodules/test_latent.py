@@ -92,3 +92,59 @@ def test_hyperparameters_are_saved():
     dm = LatentClassesDataModule(num_classes=3, noise_std=1.0, class_probs=[0.5, 0.3, 0.2])
     assert dm.hparams["noise_std"] == 1.0 and dm.hparams["class_probs"] == [0.5, 0.3, 0.2]
     assert np.isclose(sum(_dm(num_classes=3, class_probs=[5, 3, 2]).class_probs_), 1.0)
+
+
+def test_held_out_classes_are_served_as_an_ood_loader():
+    from ssl_norms.simulate.latent_classes import sample_latent_classes
+
+    plain = _dm()
+    dm = _dm(ood_classes=2, n_ood=60)
+    assert dm.eval_loader_names == ["bank", "eval", "ood/latent_holdout"]
+    assert list(dm.ood_dataloaders()) == ["latent_holdout"] and len(dm.val_dataloader()) == 3
+    # The in-distribution data does not change when held-out classes are added.
+    assert torch.equal(plain.bank_dataset.base.x, dm.bank_dataset.base.x)
+    assert torch.equal(plain.eval_dataset.base.x, dm.eval_dataset.base.x)
+    x, y, idx = next(iter(dm.ood_dataloaders()["latent_holdout"]))
+    assert x.shape == (60, 64) and idx.tolist() == list(range(60))
+    assert torch.bincount(y).tolist() == [0] * 4 + [30, 30]  # labels 4, 5: never trained on
+    again, _, _ = next(iter(dm.ood_dataloaders()["latent_holdout"]))
+    assert torch.equal(x, again)  # un-augmented
+    # Same generating matrix: the latent points are recovered on the unit sphere ...
+    gen = sample_latent_classes(num_classes=4, n_samples=500, seed=0).generator
+    latent = np.linalg.lstsq(gen.T, x.double().numpy().T, rcond=None)[0].T
+    assert np.allclose(np.linalg.norm(latent, axis=1), 1.0, atol=1e-4)
+    # ... around new centres, far from every training class.
+    train_latent = np.linalg.lstsq(gen.T, dm.bank_dataset.base.x.double().numpy().T, rcond=None)[0]
+    train_centres = np.stack(
+        [train_latent.T[dm.bank_dataset.base.labels == c].mean(0) for c in range(4)]
+    )
+    for c in (4, 5):
+        centre = latent[(y == c).numpy()].mean(0)
+        assert np.max(train_centres @ centre / np.linalg.norm(train_centres, axis=1)) < 0.9
+    # Reproducible from the seed, different for another seed.
+    assert torch.equal(_dm(ood_classes=2, n_ood=60).ood_dataloaders()["latent_holdout"].dataset.base.x,
+                       dm.ood_dataloaders()["latent_holdout"].dataset.base.x)  # fmt: skip
+    assert _dm(ood_classes=1).hparams["ood_classes"] == 1
+    assert len(_dm(ood_classes=3).ood_dataloaders()["latent_holdout"].dataset) == 100  # n_eval
+
+
+def test_image_ood_sets_do_not_apply_to_vectors():
+    with pytest.raises(
+        ValueError, match="image OOD sets .*do not apply to vector data.*ood_classes"
+    ):
+        LatentClassesDataModule(ood={"cifar100": "data"})
+    with pytest.raises(ValueError, match="ood_classes must be >= 0"):
+        LatentClassesDataModule(ood_classes=-1)
+    assert LatentClassesDataModule(ood={}).eval_loader_names == ["bank", "eval"]
+
+
+def test_a_single_training_sample_in_a_class_is_a_clear_error():
+    # 200 samples at [0.99, 0.01]: class 1 gets 1 training and 1 evaluation sample.
+    with pytest.raises(
+        ValueError, match="class 1 has a single training sample.*raise n_train.*imbalance"
+    ):
+        _dm(num_classes=2, class_probs=[0.99, 0.01], n_train=100, n_eval=100)
+    dm = _dm(num_classes=2, class_probs=[0.98, 0.02], n_train=100, n_eval=100)
+    assert dm.class_counts == [98, 2]
+    (v1, v2), y, i = dm.train_dataset[int(np.flatnonzero(dm.bank_dataset.base.labels == 1)[0])]
+    assert y == 1 and not torch.equal(v1, v2)
