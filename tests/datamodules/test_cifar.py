@@ -115,6 +115,63 @@ def test_cifar100_bit_exact_images_parquet_equals_pickle(shared_data, tmp_path):
     assert from_parquet.class_names[from_parquet.labels[0]] == "mountain"  # CIFAR-100 test image 0
 
 
+# Golden values of the 20 bit-exact CIFAR-100 test images (../shared/data), computed once
+# (2026-11-25) and pasted here, so that a decode regression fails even when the reference
+# above (decoded with PIL, as the parquet path) regresses with it. sha256 of the uint8
+# [3, 32, 32] (C order, RGB planes) of image 0, and of the [20, 3, 32, 32] array.
+CIFAR100_TEST0_SHA256 = "7dbe551ec3e5850b73a7ba8b01ef40969186d61af55c4a8150644487dbd11787"
+CIFAR100_FIRST20_SHA256 = "6a46c162f8f5056dd45fa14acc5faf0d7221d61524134d13da14eff1a4820bba"
+# The official fine labels of CIFAR-100 test images 0..19 (image 0: 49 = "mountain").
+CIFAR100_FIRST20_LABELS = [
+    49,
+    33,
+    72,
+    51,
+    71,
+    92,
+    15,
+    14,
+    23,
+    0,
+    71,
+    75,
+    81,
+    69,
+    40,
+    43,
+    92,
+    97,
+    70,
+    53,
+]
+# Image 0, (R, G, B) at (row, column).
+CIFAR100_TEST0_PIXELS = {(0, 0): (199, 215, 249), (15, 16): (170, 166, 183), (31, 31): (176, 164, 183),
+                         (0, 31): (224, 234, 252)}  # fmt: skip
+
+
+@pytest.mark.data
+def test_cifar100_bit_exact_images_match_golden_checksums(shared_data, tmp_path):
+    import hashlib
+
+    (tmp_path / "cifar100").mkdir()
+    (tmp_path / "cifar100" / "test.parquet").symlink_to(
+        shared_data / "cifar100" / "test_first20.parquet"
+    )
+    s = load_cifar_split("cifar100", tmp_path, "test")
+    images = s.images.numpy()
+    assert images.shape == (20, 3, 32, 32) and images.dtype == np.uint8
+    assert s.labels.tolist() == CIFAR100_FIRST20_LABELS
+    assert s.class_names[49] == "mountain"
+    for (row, col), rgb in CIFAR100_TEST0_PIXELS.items():
+        assert tuple(images[0, :, row, col].tolist()) == rgb, (row, col)
+    assert hashlib.sha256(np.ascontiguousarray(images[0]).tobytes()).hexdigest() == (
+        CIFAR100_TEST0_SHA256
+    )
+    assert hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest() == (
+        CIFAR100_FIRST20_SHA256
+    )
+
+
 def test_parquet_layout_png_and_parent_folder(tmp_path):
     imgs = random_images(20, seed=5)
     labels = class_major_labels([2] * 10)
