@@ -16,7 +16,10 @@ predictor output for SimSiam/BYOL), ``h`` the backbone features; ``<q>`` is one 
 ``q05 q25 q50 q75 q95``; ``<split>`` is ``bank`` or ``eval``; ``<name>`` an OOD loader's name
 (``ood/<name>`` in ``eval_loader_names``); ``<c>`` a class index; ``<i>`` a bucket index 0-19.
 
-Every ``every_n_steps`` training steps (x-axis: the trainer step):
+Every ``every_n_steps`` training steps (x-axis: the trainer step). These per-step statistics
+read ``training_step``'s outputs in ``on_train_batch_end``: with gradient accumulation
+(``accumulate_grad_batches > 1``) they describe the last micro-batch of the optimizer step
+only (its samples on every rank), not all the samples the step's gradient was summed over.
 
 - ``norm/z_mean``, ``norm/z_std``, ``norm/z_<q>``: ||z|| over the batch (all ranks)
 - ``norm/h_mean``, ``norm/h_std``, ``norm/h_<q>``: ||h|| over the batch

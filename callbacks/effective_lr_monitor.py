@@ -43,7 +43,10 @@ class EffectiveLRMonitor(Callback):
 
     Every ``every_n_steps`` optimizer steps, from the detached ``z`` that ``training_step``
     returns, gathered across ranks. The lr is read at the start of the batch: the one the
-    optimizer step of this batch uses (a per-step scheduler moves it afterwards).
+    optimizer step of this batch uses (a per-step scheduler moves it afterwards). With
+    ``accumulate_grad_batches > 1``, ``lr/effective*`` are computed on the last micro-batch
+    of the optimizer step only (``training_step``'s outputs read in ``on_train_batch_end``),
+    not on every micro-batch the step accumulated.
     ``last_results`` (rank 0) holds ``{"lr", "power", "mean", "median"}``.
     """
 

@@ -40,6 +40,11 @@ HIST_SPLITS = ("bank", "eval")
 class EmbeddingNormMonitor(Callback):
     """Logs ``norm/z_*``, ``norm/h_*`` per step and ``norm/<split>_*`` per evaluation.
 
+    The per-step ``norm/z_*`` and ``norm/h_*`` are computed from ``training_step``'s outputs
+    in ``on_train_batch_end``; with ``accumulate_grad_batches > 1`` they cover the last
+    micro-batch of the optimizer step (gathered across ranks), not every micro-batch the
+    step accumulated.
+
     Args:
         every_n_steps: training statistics every n optimizer steps.
         histogram_bins: bins of the evaluation histograms (over [min, max] of the norms).

@@ -21,6 +21,7 @@ warning.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -34,6 +35,9 @@ Backend = Literal["auto", "faiss", "torch"]
 
 # Similarities held at once by the torch backend: 2**28 floats = 1 GiB in float32.
 _DEFAULT_CHUNK_ELEMENTS = 2**28
+# Bank entries (tied rows x bank, or band entries x dims) that the tie re-ranking holds at
+# once: 2**22 = 32 MiB in float64, whatever the query chunk.
+_TIE_CHUNK_ELEMENTS = 2**22
 
 
 def faiss_available() -> bool:
@@ -80,6 +84,76 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     return "faiss"
 
 
+def _duplicate_representatives(bank: torch.Tensor) -> torch.Tensor:
+    """For each bank row, the lowest index of a row identical to it (its own if unique)."""
+    n = bank.shape[0]
+    _, inverse = torch.unique(bank, dim=0, return_inverse=True)
+    first = torch.full((n,), n, dtype=torch.long, device=bank.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=bank.device), "amin")
+    return first[inverse]
+
+
+def _band_scores(
+    q: torch.Tensor, bank: torch.Tensor, band: torch.Tensor, cache: dict
+) -> torch.Tensor:
+    """``[t, N]`` float64 similarities of the queries ``q`` to the bank at the ``band``
+    entries (``-inf`` elsewhere), equal for identical bank vectors; at most
+    ``_TIE_CHUNK_ELEMENTS`` entries x dims in flight at once.
+
+    Few band entries (the usual case): element-wise products summed per entry, in slices;
+    the reduction treats every entry alike, so identical vectors give identical values.
+    Many (duplicated or collapsed features, where every bank entry can be in the band): one
+    float64 GEMM ``q @ bank.T``, whose values for identical bank rows can differ in the last
+    bit with their position (measured), so every bank row reads the column of its
+    lowest-index duplicate.
+    """
+    t, (n, d) = q.shape[0], bank.shape
+    q64 = q.double()
+    key = torch.full((t, n), -math.inf, dtype=torch.float64, device=q.device)
+    band_row, band_col = band.nonzero(as_tuple=True)
+    e = band_row.numel()
+    if 8 * e <= t * n:
+        step = max(1, _TIE_CHUNK_ELEMENTS // d)
+        for s in range(0, e, step):
+            r, c = band_row[s : s + step], band_col[s : s + step]
+            key[r, c] = (q64[r] * bank[c].double()).sum(dim=1)
+        return key
+    if "rep" not in cache:
+        cache["bank64"] = bank.double()
+        cache["rep"] = _duplicate_representatives(bank)
+    return torch.where(band, (q64 @ cache["bank64"].T)[:, cache["rep"]], key)
+
+
+def _rerank(
+    kth_sims: torch.Tensor,
+    rows: torch.Tensor,
+    k: int,
+    tol: float,
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    full_rows: Callable[[torch.Tensor], torch.Tensor],
+    cache: dict,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top k ``(similarities, bank indices)`` of the query rows ``rows`` (see ``_tie_fix``)."""
+    row_sims = full_rows(rows).to(queries.device)  # [t, N], the values the search ranked by
+    kth = kth_sims.to(row_sims.device, row_sims.dtype)[:, None]
+    sure = row_sims > kth + tol  # in the top k whatever the tie-break (fewer than k)
+    band = (row_sims >= kth - tol) & ~sure
+    need = k - sure.sum(dim=1, keepdim=True)  # >= 1: the k-th itself is not sure
+    key = _band_scores(queries[rows], bank, band, cache)
+    # The need-th best band score v of each row: take every band entry above v and, of
+    # those equal to v, the lowest bank indices; i.e. the first `need` band entries by
+    # (similarity desc, bank index asc).
+    v = key.topk(int(need.max()), dim=1).values.gather(1, need - 1)
+    above, at = key > v, (key == v) & band  # key is -inf outside the band
+    take = sure | above | (at & (at.cumsum(dim=1) <= need - above.sum(dim=1, keepdim=True)))
+    cols = take.nonzero(as_tuple=True)[1].view(-1, k)  # exactly k per row, index ascending
+    # Listed as before: the sure entries, then the band entries by (similarity desc, index asc).
+    rank_key = torch.where(sure, math.inf, key).gather(1, cols)
+    cols = cols.gather(1, torch.sort(rank_key, dim=1, descending=True, stable=True).indices)
+    return row_sims.gather(1, cols), cols
+
+
 def _tie_fix(
     sims: torch.Tensor,
     idx: torch.Tensor,
@@ -87,49 +161,39 @@ def _tie_fix(
     queries: torch.Tensor,
     bank: torch.Tensor,
     full_rows: Callable[[torch.Tensor], torch.Tensor],
+    cache: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep the top k of ``sims``/``idx`` (top k+1 per row), re-ranking near-tied rows.
 
     A row whose k-th and (k+1)-th similarities are within rounding (``8 eps``) of each
     other may hold a tie: exact duplicates in the bank get slightly different GEMM results
     depending on their position (measured: at most about 1 eps for unit vectors in 512 and
-    2,048 dimensions, in FAISS and torch alike; 8 eps leaves a margin). In such a row, the bank entries clearly above the k-th
-    similarity are kept; the ones within the tolerance band around it are re-scored in
-    float64 with an element-wise dot product (identical vectors give identical values) and
-    the best fill the k places, by (similarity desc, bank index asc). Other rows keep their
-    top k: that set is unique, and its order does not matter for the scores.
+    2,048 dimensions, in FAISS and torch alike; 8 eps leaves a margin). In such a row, the
+    bank entries clearly above the k-th similarity are kept; the ones within the tolerance
+    band around it are re-scored in float64 (identical vectors give identical values, see
+    ``_band_scores``) and the best fill the k places, by (similarity desc, bank index asc).
+    Other rows keep their top k: that set is unique, and its order does not matter for the
+    scores.
+
+    Tied rows are re-ranked ``_TIE_CHUNK_ELEMENTS // N`` at a time, so the work stays
+    bounded even when every row is tied and every bank entry is in the band (collapsed or
+    dead features: a constant or all-zero bank). ``cache`` carries what is computed once
+    per bank (its float64 copy and duplicate map) across the calls of one search.
     """
     tol = 8 * torch.finfo(sims.dtype).eps
     flagged = ((sims[:, k - 1] - sims[:, k]) <= tol).nonzero().flatten()
     sims, idx = sims[:, :k].clone(), idx[:, :k].clone()
     if flagged.numel() == 0:
         return sims, idx
-    rows = flagged.to(queries.device)
-    row_sims = full_rows(rows)  # [t, N] with the values the search ranked by
-    kth = sims[flagged, k - 1].to(row_sims.device, row_sims.dtype)[:, None]
-    sure = row_sims > kth + tol  # in the top k whatever the tie-break (fewer than k)
-    band = (row_sims >= kth - tol) & ~sure
-    need = k - sure.sum(dim=1)
-    # Band entries, row-major (bank index ascending in each row), scored in float64.
-    band_row, band_col = band.nonzero(as_tuple=True)
-    exact = (queries[rows].double()[band_row] * bank[band_col].double()).sum(dim=1)
-    # Order by row, then similarity (desc), then bank index (asc): two stable sorts.
-    order = torch.sort(exact, descending=True, stable=True).indices
-    order = order[torch.sort(band_row[order], stable=True).indices]
-    band_row, band_col = band_row[order], band_col[order]
-    counts = torch.bincount(band_row, minlength=rows.numel())
-    rank = (
-        torch.arange(band_row.numel(), device=band_row.device)
-        - (torch.cumsum(counts, 0) - counts)[band_row]
-    )
-    take = rank < need[band_row]
-    sure_row, sure_col = sure.nonzero(as_tuple=True)
-    sel_row = torch.cat([sure_row, band_row[take]])
-    sel_col = torch.cat([sure_col, band_col[take]])
-    by_row = torch.sort(sel_row, stable=True).indices  # exactly k per row
-    sel_row, sel_col = sel_row[by_row], sel_col[by_row]
-    sims[flagged] = row_sims[sel_row, sel_col].view(-1, k).to(sims.device, sims.dtype)
-    idx[flagged] = sel_col.view(-1, k).to(idx.device, idx.dtype)
+    cache = {} if cache is None else cache
+    step = max(1, _TIE_CHUNK_ELEMENTS // bank.shape[0])
+    for start in range(0, flagged.numel(), step):
+        f = flagged[start : start + step]
+        s, i = _rerank(
+            sims[f, k - 1], f.to(queries.device), k, tol, queries, bank, full_rows, cache
+        )
+        sims[f] = s.to(sims.device, sims.dtype)
+        idx[f] = i.to(idx.device, idx.dtype)
     return sims, idx
 
 
@@ -138,12 +202,13 @@ def _search_torch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n = bank.shape[0]
     out_s, out_i = [], []
+    cache: dict = {}
     for start in range(0, queries.shape[0], chunk_size):
         q = queries[start : start + chunk_size]
         sims = q @ bank.T
         if k < n:
             s, i = torch.topk(sims, k + 1, dim=1)
-            s, i = _tie_fix(s, i, k, q, bank, lambda rows, sims=sims: sims[rows])
+            s, i = _tie_fix(s, i, k, q, bank, lambda rows, sims=sims: sims[rows], cache)
         else:
             s, i = sims, torch.arange(n, device=sims.device).expand_as(sims)
         out_s.append(s)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ssl_norms.knn import faiss_available, knn_accuracy, knn_predict
+from ssl_norms.knn import faiss_available, knn_accuracy, knn_predict, knn_search
 
 BACKENDS = ["torch"] + (["faiss"] if faiss_available() else [])
 
@@ -153,3 +154,84 @@ def test_backend_choice(monkeypatch):
     assert knn._resolve_backend("auto", torch.device("cpu")) == "faiss"
     # Features on a GPU that FAISS cannot use: the torch matmul runs where they are.
     assert knn._resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+@pytest.mark.parametrize("bank_kind", ["zero", "constant"])
+def test_collapsed_bank_is_bounded_and_lowest_index(monkeypatch, bank_kind):
+    """A collapsed bank (dead or constant features: a collapsed SimSiam/BYOL run) ties every
+    row and puts every bank entry in the tie band. The re-ranking must stay bounded by its
+    chunk budget (it once scored all rows x bank entries x dims at once: 18.6 GB for 3,000 x
+    1,000 x 256) and still pick the lowest bank indices, in both backends."""
+    from ssl_norms import knn
+
+    n, m, d, k, c = 3000, 300, 256, 200, 5
+    budget = 2**18  # smaller than the default: several re-ranking chunks per search
+    monkeypatch.setattr(knn, "_TIE_CHUNK_ELEMENTS", budget)
+    seen: list[tuple[int, int]] = []
+    band_scores = knn._band_scores
+
+    def spy(q, bank, band, cache):
+        seen.append((q.shape[0], bank.shape[0]))
+        return band_scores(q, bank, band, cache)
+
+    monkeypatch.setattr(knn, "_band_scores", spy)
+    g = torch.Generator().manual_seed(7)
+    bank = torch.zeros(n, d) if bank_kind == "zero" else torch.full((n, d), 0.3)
+    # Class 3 holds most of the first k bank entries and few of the others: any other
+    # choice of k neighbours among the tied ones votes differently.
+    labels = torch.randint(0, c, (n,), generator=g)
+    labels[:k] = 3
+    labels[k:][labels[k:] == 3] = 0
+    queries = torch.randn(m, d, generator=g)
+    # The lowest-index answer, computed independently: neighbours 0..k-1, all at the same
+    # similarity (0 for the zero bank), so class 3 gets every vote.
+    expected_idx = torch.arange(k).expand(m, k)
+    rss_before = _peak_rss_bytes()
+    preds = {}
+    for backend in BACKENDS:
+        seen.clear()
+        _, idx = knn_search(bank, queries, k=k, backend=backend)
+        assert torch.equal(idx, expected_idx), backend
+        assert sum(t for t, _ in seen) == m  # every row was tied and re-ranked
+        assert max(t * cols for t, cols in seen) <= budget  # in bounded chunks
+        preds[backend], scores = knn_predict(
+            bank, labels, queries, k=k, num_classes=c, backend=backend
+        )
+        assert torch.equal(preds[backend], torch.full((m,), 3))
+        if bank_kind == "zero":
+            torch.testing.assert_close(scores[:, 3], torch.full((m,), k * math.exp(-1 / 0.1)))
+    assert all(torch.equal(p, preds["torch"]) for p in preds.values())
+    # A coarse guard on memory (peak RSS only grows; the old code needed > 5 GiB here).
+    assert _peak_rss_bytes() - rss_before < 512 * 2**20
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_duplicates_take_lowest_indices(backend):
+    """Three distinct vectors repeated about 1,000 times each, interleaved: every row is tied and
+    a third of the bank is in its band, so the float64 re-scoring goes through one GEMM,
+    whose values for identical rows can differ with their position; the lowest indices
+    must still win (the float64 brute-force reference breaks ties by index)."""
+    g = torch.Generator().manual_seed(11)
+    distinct = torch.randn(3, 24, generator=g)
+    # Row j is distinct[j % 3]; 3,001 rows, so that the last one falls in the GEMM's edge
+    # tile (measured: there it differs from its copies in the last bit).
+    bank = distinct.repeat(1001, 1)[:3001]
+    labels = torch.randint(0, 6, (bank.shape[0],), generator=g)
+    queries = torch.randn(12, 24, generator=g)
+    # Independently: the distinct vectors by float64 similarity, then their copies by index.
+    sims = F.normalize(queries.double(), dim=1) @ F.normalize(distinct.double(), dim=1).T
+    for k in (1, 50, 1500):
+        _, idx = knn_search(bank, queries, k=k, backend=backend)
+        for row, by_sim in zip(idx, sims.argsort(dim=1, descending=True), strict=True):
+            expected = torch.cat([torch.arange(int(v), bank.shape[0], 3) for v in by_sim])[:k]
+            assert torch.equal(row, expected), k
+    pred, _ = knn_predict(bank, labels, queries, k=50, num_classes=6, backend=backend)
+    assert torch.equal(pred, reference(bank, labels, queries, 50, 0.1, 6)[0])
