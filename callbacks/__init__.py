@@ -16,10 +16,12 @@ predictor output for SimSiam/BYOL), ``h`` the backbone features; ``<q>`` is one 
 ``q05 q25 q50 q75 q95``; ``<split>`` is ``bank`` or ``eval``; ``<name>`` an OOD loader's name
 (``ood/<name>`` in ``eval_loader_names``); ``<c>`` a class index; ``<i>`` a bucket index 0-19.
 
-Every ``every_n_steps`` training steps (x-axis: the trainer step). These per-step statistics
-read ``training_step``'s outputs in ``on_train_batch_end``: with gradient accumulation
-(``accumulate_grad_batches > 1``) they describe the last micro-batch of the optimizer step
-only (its samples on every rank), not all the samples the step's gradient was summed over.
+Every ``every_n_steps`` optimizer steps (x-axis: the trainer step). These per-step
+statistics read ``training_step``'s outputs in ``on_train_batch_end`` and cover every sample
+the logged step's gradient was summed over: with gradient accumulation
+(``accumulate_grad_batches > 1``) the per-sample norms of all the step's micro-batches are
+buffered (only for logged steps), gathered across ranks and summarised once, when the
+optimizer step completes. "The batch" below means all of them, on every rank.
 
 - ``norm/z_mean``, ``norm/z_std``, ``norm/z_<q>``: ||z|| over the batch (all ranks)
 - ``norm/h_mean``, ``norm/h_std``, ``norm/h_<q>``: ||h|| over the batch

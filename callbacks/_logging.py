@@ -13,7 +13,16 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["log_step", "log_scalars", "log_histogram", "log_epoch_metrics", "train_step_due"]
+__all__ = [
+    "log_step",
+    "log_scalars",
+    "log_histogram",
+    "log_epoch_metrics",
+    "train_step_logged",
+    "optimizer_step_completes",
+    "train_step_due",
+    "StepBuffer",
+]
 
 
 def log_step(trainer) -> int:
@@ -24,21 +33,64 @@ def log_step(trainer) -> int:
         return int(trainer.global_step)
 
 
-def train_step_due(trainer, every_n_steps: int) -> bool:
-    """Whether a per-step monitor runs on this training batch.
+def train_step_logged(trainer, every_n_steps: int) -> bool:
+    """Whether this training micro-batch belongs to an optimizer step a per-step monitor logs.
 
-    Every ``every_n_steps`` optimizer steps, on the last micro-batch of an accumulation
-    window (the one whose optimizer step Lightning logs). Rank-independent, so collective
+    Every ``every_n_steps`` optimizer steps (never in the sanity check). Every micro-batch of
+    an accumulation window sees the same :func:`log_step` (Lightning counts the step after
+    its last micro-batch), so all of them answer alike. Rank-independent, so collective
     gathers stay in step across ranks.
     """
     if log_step(trainer) % max(1, every_n_steps) != 0:  # the cheap test first: most steps
         return False
-    if trainer.sanity_checking:
-        return False
+    return not trainer.sanity_checking
+
+
+def optimizer_step_completes(trainer) -> bool:
+    """Whether the optimizer steps on this micro-batch (the last of its accumulation window).
+
+    Lightning's own test (``FitLoop._should_accumulate``): ``accumulate_grad_batches``
+    micro-batches, or the last batch of the epoch, ends a window.
+    """
     try:
         return not trainer.fit_loop._should_accumulate()
-    except AttributeError:  # pragma: no cover
+    except AttributeError:  # pragma: no cover - older/newer loop layouts
         return True
+
+
+def train_step_due(trainer, every_n_steps: int) -> bool:
+    """Whether a logged optimizer step completes on this micro-batch (log once per step)."""
+    return train_step_logged(trainer, every_n_steps) and optimizer_step_completes(trainer)
+
+
+class StepBuffer:
+    """Per-sample tensors of the micro-batches of one optimizer step, until it completes.
+
+    ``add(step, tensors)`` appends a micro-batch's rows (detached); a different ``step``
+    drops what an unfinished window left (a resumed or interrupted one). ``pop()`` returns
+    the rows concatenated in micro-batch order and empties the buffer.
+    """
+
+    def __init__(self) -> None:
+        # Plain containers: callbacks are pickled into ddp_spawn's processes.
+        self._step: int | None = None
+        self._parts: dict[str, list[torch.Tensor]] = {}
+
+    def reset(self) -> None:
+        self._step = None
+        self._parts = {}
+
+    def add(self, step: int, tensors: Mapping[str, torch.Tensor]) -> None:
+        if step != self._step:
+            self.reset()
+            self._step = step
+        for key, value in tensors.items():
+            self._parts.setdefault(key, []).append(value.detach())
+
+    def pop(self) -> dict[str, torch.Tensor]:
+        out = {key: torch.cat(parts) for key, parts in self._parts.items()}
+        self.reset()
+        return out
 
 
 def log_scalars(trainer, metrics: Mapping[str, float], step: int) -> None:

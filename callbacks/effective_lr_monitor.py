@@ -16,7 +16,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from callbacks._gather import all_gather_cat
-from callbacks._logging import log_scalars, log_step, train_step_due
+from callbacks._logging import (
+    StepBuffer,
+    log_scalars,
+    log_step,
+    optimizer_step_completes,
+    train_step_logged,
+)
 from ssl_norms.norms import effective_learning_rate, embedding_norms
 
 __all__ = ["EffectiveLRMonitor", "backbone_lr", "effective_lr_stats"]
@@ -44,9 +50,10 @@ class EffectiveLRMonitor(Callback):
     Every ``every_n_steps`` optimizer steps, from the detached ``z`` that ``training_step``
     returns, gathered across ranks. The lr is read at the start of the batch: the one the
     optimizer step of this batch uses (a per-step scheduler moves it afterwards). With
-    ``accumulate_grad_batches > 1``, ``lr/effective*`` are computed on the last micro-batch
-    of the optimizer step only (``training_step``'s outputs read in ``on_train_batch_end``),
-    not on every micro-batch the step accumulated.
+    ``accumulate_grad_batches > 1``, ``lr/effective*`` are over every micro-batch of the
+    logged optimizer step: their per-sample ||z|| are buffered in ``on_train_batch_end``
+    (only for logged steps), gathered across ranks and summarised once, when the
+    optimizer step completes.
     ``last_results`` (rank 0) holds ``{"lr", "power", "mean", "median"}``.
     """
 
@@ -56,22 +63,28 @@ class EffectiveLRMonitor(Callback):
         self.every_n_steps = int(every_n_steps)
         self.last_results: dict[str, Any] = {}
         self._lr: float | None = None
+        self._norms = StepBuffer()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # Cheap check first: most steps are not logged.
-        if log_step(trainer) % self.every_n_steps != 0:
+        if not train_step_logged(trainer, self.every_n_steps):
             self._lr = None
             return
         optimizers = trainer.optimizers
         self._lr = backbone_lr(optimizers[0]) if optimizers else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._lr is None or not isinstance(outputs, dict) or outputs.get("z") is None:
+        if self._lr is None:  # not a logged step (or no optimizer)
             return
-        if not train_step_due(trainer, self.every_n_steps):
+        if isinstance(outputs, dict) and outputs.get("z") is not None:
+            # Buffer the per-sample norms, not z: a norm is all the closed form needs.
+            self._norms.add(log_step(trainer), {"n": embedding_norms(outputs["z"])})
+        if not optimizer_step_completes(trainer):
             return
-        # Gather the per-sample norms, not z: a norm is all the closed form needs.
-        norms = all_gather_cat(pl_module, {"n": embedding_norms(outputs["z"])})["n"]
+        buffered = self._norms.pop()  # every micro-batch of this optimizer step
+        if not buffered:
+            return
+        norms = all_gather_cat(pl_module, buffered)["n"]
         if not trainer.is_global_zero:
             return
         power = float(getattr(pl_module, "gradscale_power", 0.0) or 0.0)

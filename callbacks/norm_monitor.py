@@ -23,11 +23,13 @@ from callbacks._eval_outputs import (
 )
 from callbacks._gather import all_gather_cat, sync_buffers_from_rank_zero
 from callbacks._logging import (
+    StepBuffer,
     log_epoch_metrics,
     log_histogram,
     log_scalars,
     log_step,
-    train_step_due,
+    optimizer_step_completes,
+    train_step_logged,
 )
 from callbacks._stats import class_means, norm_histogram, norm_summary, ood_ratio
 from ssl_norms.norms import embedding_norms
@@ -41,9 +43,10 @@ class EmbeddingNormMonitor(Callback):
     """Logs ``norm/z_*``, ``norm/h_*`` per step and ``norm/<split>_*`` per evaluation.
 
     The per-step ``norm/z_*`` and ``norm/h_*`` are computed from ``training_step``'s outputs
-    in ``on_train_batch_end``; with ``accumulate_grad_batches > 1`` they cover the last
-    micro-batch of the optimizer step (gathered across ranks), not every micro-batch the
-    step accumulated.
+    over every sample the logged optimizer step's gradient was summed over: with
+    ``accumulate_grad_batches > 1`` the per-sample norms of each micro-batch of a logged
+    step are buffered in ``on_train_batch_end`` (steps that are not logged buffer nothing),
+    gathered across ranks and summarised once, when the optimizer step completes.
 
     Args:
         every_n_steps: training statistics every n optimizer steps.
@@ -66,14 +69,23 @@ class EmbeddingNormMonitor(Callback):
         self.last_results: dict[str, Any] = {}
         self._outputs = EvalOutputs()
         self._active = False
+        self._train = StepBuffer()
 
     # -- training -------------------------------------------------------------------
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not isinstance(outputs, dict) or not train_step_due(trainer, self.every_n_steps):
+        if not train_step_logged(trainer, self.every_n_steps):
             return
-        norms = {
-            key: embedding_norms(outputs[key]) for key in ("z", "h") if outputs.get(key) is not None
-        }
+        if isinstance(outputs, dict):
+            norms = {
+                key: embedding_norms(outputs[key])
+                for key in ("z", "h")
+                if outputs.get(key) is not None
+            }
+            if norms:
+                self._train.add(log_step(trainer), norms)
+        if not optimizer_step_completes(trainer):
+            return
+        norms = self._train.pop()  # every micro-batch of this optimizer step
         if not norms:
             return
         norms = all_gather_cat(pl_module, norms)
