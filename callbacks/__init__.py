@@ -7,7 +7,8 @@ Every value is gathered across DDP ranks, so it does not depend on the number of
 
 - :class:`KNNMonitor` ``(every_n_epochs=10, k=200, temperature=0.1, bucket_accuracy=False,
   backend="auto")``: weighted k-NN accuracy; it also schedules the evaluation loop (every
-  n epochs and at the last one).
+  n epochs, at the last one, and on the batch where a stop is requested during training:
+  see its docstring for the stops it cannot precede with an evaluation).
 - :class:`EmbeddingNormMonitor` ``(every_n_steps=50, histogram_bins=64)``: norms of z and h.
 - :class:`EffectiveLRMonitor` ``(every_n_steps=50)``: the effective learning rate.
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks._eval_outputs import (
     EvalOutputs,
@@ -46,6 +47,23 @@ class KNNMonitor(Callback):
         bucket_space: the norm that defines the buckets: ``"z"`` (loss space, where the
             paper's theory lives) or ``"h"`` (backbone features, the k-NN's input).
         chunk_size: queries per matmul of the torch backend (default: automatic).
+
+    Early stopping. When ``trainer.should_stop`` is set during a training batch (by
+    ``training_step``, an ``on_train_batch_start`` hook, or the ``on_train_batch_end`` of a
+    callback listed before this one) and Lightning honours it after this batch
+    (``min_epochs``/``min_steps`` met) or at the end of this epoch (the epoch that meets
+    ``min_epochs``), this callback selects the current epoch for validation in its
+    ``on_train_batch_end``; Lightning's training epoch loop validates a selected epoch on the
+    batch where a stop is requested, so the final evaluation runs before training stops
+    (mid-epoch, at the step reached). Not covered, because Lightning 2.6 validates only
+    inside the training epoch loop and reads ``check_val_every_n_epoch`` right after the
+    ``on_train_batch_end`` hooks: a stop requested later in the batch (a callback listed
+    after this one, ``LightningModule.on_train_batch_end``) or outside the batches
+    (``on_train_epoch_end``, e.g. ``EarlyStopping(check_on_train_epoch_end=True)``;
+    ``on_train_epoch_start``) on an epoch that is not due ends training without a final
+    evaluation, and ``on_train_end`` warns. ``EarlyStopping`` on ``knn/top1`` should use
+    ``check_on_train_epoch_end=False``: it then stops right after an evaluation, which is
+    the final one.
 
     Skipped epochs have no validation loop, so a ``ModelCheckpoint`` that saves at
     validation end saves only on evaluation epochs; pass it ``save_on_train_epoch_end=True``
@@ -86,6 +104,7 @@ class KNNMonitor(Callback):
         self.history: list[dict[str, Any]] = []
         self._outputs = EvalOutputs()
         self._active = False
+        self._fit_history_start = 0
 
     # -- schedule -------------------------------------------------------------------
     def _is_last_epoch(self, trainer) -> bool:
@@ -111,7 +130,55 @@ class KNNMonitor(Callback):
         due = (epoch + 1) % self.every_n_epochs == 0 or self._is_last_epoch(trainer)
         trainer.check_val_every_n_epoch = 1 if due else epoch + 2
 
+    @staticmethod
+    def _stop_ends_training(trainer) -> bool:
+        """Whether a pending ``should_stop`` ends training after this batch or this epoch.
+
+        Mirrors Lightning 2.6: ``TrainingEpochLoop.done`` leaves after the batch when
+        ``FitLoop._can_stop_early`` (``min_epochs``/``min_steps`` met); otherwise the epochs go
+        on, and ``FitLoop.done`` stops after the epoch whose end meets them.
+        """
+        if not trainer.should_stop:
+            return False
+        fit = trainer.fit_loop
+        try:
+            if fit._can_stop_early:
+                return True
+            epoch_loop = fit.epoch_loop
+            if not epoch_loop._num_ready_batches_reached():  # not this epoch's last batch
+                return False
+            epochs_after = fit.epoch_progress.current.processed + 1
+            met_epochs = epochs_after >= fit.min_epochs if fit.min_epochs else True
+            met_steps = epoch_loop.global_step >= fit.min_steps if fit.min_steps else True
+            return met_epochs and met_steps
+        except AttributeError:  # pragma: no cover - other loop layouts: evaluate to be safe
+            return True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._fit_history_start = len(self.history)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not trainer.should_stop or not trainer.enable_validation:
+            return
+        # The fit loop has counted the stopped epoch as completed by now.
+        stopped = int(trainer.current_epoch) - 1
+        evaluated = [r["epoch"] for r in self.history[self._fit_history_start :]]
+        if stopped >= 0 and (not evaluated or evaluated[-1] != stopped):
+            rank_zero_warn(
+                f"training stopped early (trainer.should_stop) after epoch {stopped}, which "
+                "was not an evaluation epoch, without a final k-NN evaluation (last: "
+                f"{f'epoch {evaluated[-1]}' if evaluated else 'none'}): the stop was requested "
+                "outside the training batches (e.g. on_train_epoch_end) or after "
+                "KNNMonitor.on_train_batch_end; see the KNNMonitor docstring"
+            )
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # A stop request ends training after this batch (or this epoch): Lightning validates
+        # a selected epoch on the batch where ``should_stop`` is set
+        # (TrainingEpochLoop._should_check_val_fx, right after this hook), so select this
+        # epoch to make that evaluation the final one.
+        if self._stop_ends_training(trainer):
+            trainer.check_val_every_n_epoch = 1
         # ``max_steps`` can end training inside an epoch, where the fit loop validates only
         # at the epoch's last batch or every ``trainer.val_check_batch`` batches
         # (TrainingEpochLoop._should_check_val_fx, called right after this hook): on the
