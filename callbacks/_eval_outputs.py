@@ -8,10 +8,17 @@ The validation/test dataloaders are ``[bank, eval, *ood]`` in the order of
 from __future__ import annotations
 
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from callbacks._gather import gather_eval
 
-__all__ = ["EvalOutputs", "eval_loader_names", "num_eval_batches", "check_eval_outputs"]
+__all__ = [
+    "EvalOutputs",
+    "EvalLoopCallback",
+    "eval_loader_names",
+    "num_eval_batches",
+    "check_eval_outputs",
+]
 
 
 def num_eval_batches(trainer) -> list[int]:
@@ -69,3 +76,44 @@ class EvalOutputs:
             )
         local = {key: torch.cat(parts) for key, parts in buf.items()}
         return gather_eval(pl_module, local)
+
+
+class EvalLoopCallback(Callback):
+    """Routes the validation and test loops' hooks to ``_start``, ``_collect`` and ``_end``.
+
+    Both loops run the same pass over ``[bank, eval, *ood]``, so a monitor implements
+    ``_start(trainer, pl_module)`` (epoch start), ``_collect(outputs, dataloader_idx)`` (each
+    batch's ``validation_step``/``test_step`` output) and ``_end(trainer, pl_module)`` (epoch
+    end: gather and compute) once for both.
+    """
+
+    def _start(self, trainer, pl_module) -> None:
+        raise NotImplementedError
+
+    def _collect(self, outputs, dataloader_idx: int) -> None:
+        raise NotImplementedError
+
+    def _end(self, trainer, pl_module) -> None:
+        raise NotImplementedError
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, pl_module)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(outputs, dataloader_idx)
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._collect(outputs, dataloader_idx)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, pl_module)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks._eval_outputs import (
+    EvalLoopCallback,
     EvalOutputs,
     check_eval_outputs,
     eval_loader_names,
@@ -29,7 +29,7 @@ from ssl_norms.norms import embedding_norms
 __all__ = ["KNNMonitor"]
 
 
-class KNNMonitor(Callback):
+class KNNMonitor(EvalLoopCallback):
     """Logs ``knn/top1``, ``knn/top5`` (and ``knn/bucket_acc/<i>``, ``knn/bucket_count/<i>``).
 
     Args:
@@ -215,22 +215,6 @@ class KNNMonitor(Callback):
             },
         )
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
-    def on_test_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
     # -- computation ----------------------------------------------------------------
     def _num_classes(self, trainer, bank_y: torch.Tensor, eval_y: torch.Tensor) -> int:
         n = int(max(bank_y.max().item(), eval_y.max().item())) + 1
@@ -289,9 +273,3 @@ class KNNMonitor(Callback):
             metrics[f"knn/bucket_acc/{i}"] = acc
             metrics[f"knn/bucket_count/{i}"] = float(results["bucket_count"][i])
         log_epoch_metrics(pl_module, metrics)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from callbacks._eval_outputs import (
+    EvalLoopCallback,
     EvalOutputs,
     check_eval_outputs,
     eval_loader_names,
@@ -39,7 +39,7 @@ __all__ = ["EmbeddingNormMonitor", "HIST_SPLITS"]
 HIST_SPLITS = ("bank", "eval")
 
 
-class EmbeddingNormMonitor(Callback):
+class EmbeddingNormMonitor(EvalLoopCallback):
     """Logs ``norm/z_*``, ``norm/h_*`` per step and ``norm/<split>_*`` per evaluation.
 
     The per-step ``norm/z_*`` and ``norm/h_*`` are computed from ``training_step``'s outputs
@@ -121,22 +121,6 @@ class EmbeddingNormMonitor(Callback):
             },
         )
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
-    def on_test_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
     def compute(
         self, splits: dict[str, dict[str, torch.Tensor]], num_classes: int | None = None
     ) -> dict:
@@ -210,9 +194,3 @@ class EmbeddingNormMonitor(Callback):
                     torch.tensor(edges),
                     step,
                 )
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)
