@@ -33,7 +33,12 @@ from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
 from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, ood_present
 from datamodules.sampler import EpochSampler
-from datamodules.transforms import IMAGENET_STATS, eval_transform, ssl_augmentation
+from datamodules.transforms import (
+    IMAGENET_STATS,
+    AugmentationConfig,
+    eval_transform,
+    ssl_augmentation,
+)
 
 __all__ = ["SSLDataModule"]
 
@@ -55,7 +60,7 @@ class SSLDataModule(LightningDataModule):
         train_subset: keep the first N images per class of the SSL training set (after any
             imbalance), for CPU-sized runs. None keeps all.
         eval_subset: keep the first N images per class of the eval split and of each OOD set.
-        augmentation: augmentation preset (method family, ``transforms.PRESETS``).
+        augmentation: a preset name (``transforms.PRESETS``) or a full ``AugmentationConfig``.
         cache_dir: optional folder for decoded-image caches (never the data folder).
     """
 
@@ -79,7 +84,7 @@ class SSLDataModule(LightningDataModule):
         ood: dict[str, str] | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__()
@@ -100,6 +105,7 @@ class SSLDataModule(LightningDataModule):
         self.ood = dict(ood or {})
         self.train_subset = train_subset
         self.eval_subset = eval_subset
+        ssl_augmentation(augmentation)  # a bad preset or probability fails here, not mid-run
         self.augmentation = augmentation
         self.cache_dir = cache_dir
         self._train: TwoViewDataset | None = None

@@ -26,7 +26,7 @@ from datamodules.io.decode import decode_all
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import CIFAR_FOLDERS, read_cifar_pickles
-from datamodules.transforms import CIFAR10_STATS, CIFAR100_STATS
+from datamodules.transforms import CIFAR10_STATS, CIFAR100_STATS, AugmentationConfig
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "cifar_present", "load_cifar_split"]
 
@@ -156,7 +156,8 @@ class CIFAR10DataModule(_CIFARDataModule):
         imbalance_factor: the exponential base; None = the paper's 1.5.
         train_subset: first N images per class of the SSL training set (after imbalance).
         eval_subset: first N images per class of the test split and of each OOD set.
-        augmentation: augmentation preset: ``simclr``, ``simsiam`` or ``byol``.
+        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
+            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
         cache_dir: optional folder for a cache of decoded images.
     """
 
@@ -177,7 +178,7 @@ class CIFAR10DataModule(_CIFARDataModule):
         imbalance_factor: float | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(
@@ -212,7 +213,7 @@ class CIFAR100DataModule(_CIFARDataModule):
         imbalance_factor: float | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

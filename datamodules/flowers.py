@@ -25,7 +25,7 @@ from datamodules.io.decode import decode_all
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import read_flowers102_folder
-from datamodules.transforms import IMAGENET_STATS
+from datamodules.transforms import IMAGENET_STATS, AugmentationConfig
 
 __all__ = ["Flowers102DataModule", "load_flowers102_split"]
 
@@ -84,7 +84,8 @@ class Flowers102DataModule(SSLDataModule):
         image_size: side of the stored and served images (paper: 128).
         train_subset: first N images per class of the SSL training set (official test split).
         eval_subset: first N images per class of the val split and of each OOD set.
-        augmentation: augmentation preset: ``simclr``, ``simsiam`` or ``byol``.
+        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
+            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
         cache_dir: optional folder for a cache of decoded images (recommended: decoding
             the 6,149 + 1,020 JPEGs takes several seconds).
     """
@@ -104,7 +105,7 @@ class Flowers102DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

@@ -18,7 +18,7 @@ from datamodules.datasets import ImageSet
 from datamodules.io.decode import EncodedImages
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
-from datamodules.transforms import IMAGENET_STATS
+from datamodules.transforms import IMAGENET_STATS, AugmentationConfig
 
 __all__ = ["HUB_REPO", "ImageNet100DataModule", "load_imagenet100_split"]
 
@@ -62,7 +62,8 @@ class ImageNet100DataModule(SSLDataModule):
         image_size: side of the served images (paper: 128).
         train_subset: first N images per class of the training split.
         eval_subset: first N images per class of the validation split and of each OOD set.
-        augmentation: augmentation preset: ``simclr``, ``simsiam`` or ``byol``.
+        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
+            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
         cache_dir: optional folder for decoded OOD caches.
     """
 
@@ -83,7 +84,7 @@ class ImageNet100DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] = "simclr",
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
         cache_dir: str | None = None,
     ):
         super().__init__(

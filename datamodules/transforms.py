@@ -57,7 +57,7 @@ PRESETS: dict[str, AugmentationConfig] = {
 
 
 def ssl_augmentation(
-    family: MethodFamily | str = "simclr",
+    family: MethodFamily | str | AugmentationConfig = "simclr",
     image_size: int = 32,
     mean: Sequence[float] = CIFAR10_STATS[0],
     std: Sequence[float] = CIFAR10_STATS[1],
@@ -67,11 +67,25 @@ def ssl_augmentation(
 
     RandomResizedCrop(scale 0.2-1) -> horizontal flip -> colour jitter (0.4, 0.4, 0.4, 0.1)
     with p = 0.8 -> grayscale p = 0.2 [-> blur -> solarize, off by default] -> float ->
-    normalise. ``overrides`` replace fields of the preset (see ``AugmentationConfig``).
+    normalise. ``family`` is a preset name or a whole ``AugmentationConfig`` (a config's
+    ``augmentation:`` mapping); ``overrides`` replace fields of it.
     """
-    if family not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {family!r}: choose one of {sorted(PRESETS)}")
-    cfg = replace(PRESETS[family], **overrides)
+    if isinstance(family, AugmentationConfig):
+        base = family
+    elif family in PRESETS:
+        base = PRESETS[family]
+    else:
+        raise ValueError(
+            f"unknown augmentation preset {family!r}: choose one of {sorted(PRESETS)} "
+            "or give the fields of an AugmentationConfig"
+        )
+    cfg = replace(base, **overrides)
+    lo, hi = cfg.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {cfg.crop_scale}")
+    for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ValueError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)}")
     ops: list[torch.nn.Module] = [
         v2.RandomResizedCrop(image_size, scale=cfg.crop_scale, antialias=True),
         v2.RandomHorizontalFlip(cfg.flip_p),

@@ -61,3 +61,55 @@ def test_eval_transform_is_deterministic_normalisation():
     assert eval_transform(16)(img).shape == (3, 16, 16)
     wide = torch.zeros((3, 40, 80), dtype=torch.uint8)
     assert eval_transform(32, center_crop=True)(wide).shape == (3, 32, 32)
+
+
+def test_a_full_augmentation_config_replaces_the_preset():
+    from datamodules import CIFAR10DataModule
+    from datamodules.transforms import AugmentationConfig
+
+    cfg = AugmentationConfig(crop_scale=(0.5, 1.0), jitter_p=0.3, blur_p=0.5)
+    dm = CIFAR10DataModule("unused", augmentation=cfg)
+    ops = _ops(dm.train_transform())
+    assert ops["RandomResizedCrop"].scale == (0.5, 1.0)
+    assert [
+        op.p for op in dm.train_transform().transforms if type(op).__name__ == "RandomApply"
+    ] == [0.3, 0.5]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("moco", "unknown augmentation preset 'moco'"),
+        ({"crop_scale": (0.0, 1.0)}, "crop_scale must satisfy"),
+        ({"crop_scale": (0.8, 0.5)}, "crop_scale must satisfy"),
+        ({"grayscale_p": 1.5}, "grayscale_p is a probability"),
+    ],
+)
+def test_bad_augmentations_fail_when_the_datamodule_is_built(bad, message):
+    from datamodules import CIFAR10DataModule
+    from datamodules.transforms import AugmentationConfig
+
+    value = AugmentationConfig(**bad) if isinstance(bad, dict) else bad
+    with pytest.raises(ValueError, match=message):
+        CIFAR10DataModule("unused", augmentation=value)
+
+
+def test_augmentation_fields_from_the_command_line(repo_root, tmp_path):
+    from datamodules.transforms import AugmentationConfig
+    from ssl_norms.lightning_cli import run
+
+    cli = run(
+        [
+            "--config", str(repo_root / "configs" / "base" / "simclr.yaml"),
+            "--config", str(repo_root / "configs" / "data" / "cifar10.yaml"),
+            "--model.init_args.backbone", "resnet18",
+            "--model.init_args.backbone_width", "4",
+            "--data.init_args.augmentation", '{"crop_scale": [0.5, 1.0], "blur_p": 0.5}',
+            "--wandb", "disabled",
+            "--run_dir", str(tmp_path / "run"),
+        ],
+        run=False,
+    )  # fmt: skip
+    aug = cli.datamodule.augmentation
+    assert isinstance(aug, AugmentationConfig)
+    assert aug.crop_scale == (0.5, 1.0) and aug.blur_p == 0.5 and aug.jitter_p == 0.8
