@@ -67,12 +67,12 @@ class ImageSet(Dataset):
         return ImageSet(images, self.labels.numpy()[idx], self.class_names)
 
 
-class TwoViewDataset(Dataset):
-    """Training set: ``([view1, view2], y, idx)``; both views from ``transform``, seeded per sample."""
+class EpochAwareDataset(Dataset):
+    """A training set whose samples depend on (seed, epoch, index); the epoch comes from
+    ``EpochSampler.set_epoch`` (datamodules/sampler.py)."""
 
-    def __init__(self, base: Dataset, transform: Callable, seed: int = 0):
+    def __init__(self, base: Dataset, seed: int = 0):
         self.base = base
-        self.transform = transform
         self.seed = int(seed)
         # Shared memory: a set_epoch in the main process reaches (persistent) workers.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -86,6 +86,14 @@ class TwoViewDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.base)
+
+
+class TwoViewDataset(EpochAwareDataset):
+    """Training set: ``([view1, view2], y, idx)``; both views from ``transform``, seeded per sample."""
+
+    def __init__(self, base: Dataset, transform: Callable, seed: int = 0):
+        super().__init__(base, seed)
+        self.transform = transform
 
     def __getitem__(self, i: int):
         img, y = self.base[i]

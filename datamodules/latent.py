@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datamodules.base import SSLDataModule
-from datamodules.datasets import EvalDataset, sample_seed
+from datamodules.datasets import EpochAwareDataset, EvalDataset, sample_seed
 from ssl_norms.simulate.latent_classes import class_counts_from_probs, sample_latent_classes
 
 #: Name of the held-out latent classes' OOD loader (``ood/latent_holdout``).
@@ -44,13 +44,11 @@ class VectorSet(Dataset):
         return self.x[i], int(self.labels[i])
 
 
-class SameClassPairs(Dataset):
+class SameClassPairs(EpochAwareDataset):
     """``([x_i, x_j], y_i, i)`` with j != i a same-class sample drawn from (seed, epoch, i)."""
 
     def __init__(self, base: VectorSet, seed: int = 0):
-        self.base = base
-        self.seed = int(seed)
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        super().__init__(base, seed)
         labels = base.labels.numpy()
         self._members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
         for c, rows in enumerate(self._members):
@@ -63,16 +61,6 @@ class SameClassPairs(Dataset):
         self._pos = np.zeros(len(labels), dtype=np.int64)  # position of i among its class
         for rows in self._members:
             self._pos[rows] = np.arange(len(rows))
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch[0] = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.base)
 
     def __getitem__(self, i: int):
         x, y = self.base[i]
