@@ -100,6 +100,48 @@ class _CIFARDataModule(SSLDataModule):
     dataset: str = "cifar10"
     image_size = 32
 
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 256,
+        eval_batch_size: int = 512,
+        num_workers: int = 4,
+        seed: int = 0,
+        download: bool = False,
+        ood: dict[str, str] | None = None,
+        imbalance: Literal["none", "exponential"] = "none",
+        imbalance_factor: float | None = None,
+        train_subset: int | None = None,
+        eval_subset: int | None = None,
+        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
+        cache_dir: str | None = None,
+    ):
+        """
+        Args:
+            data_dir: folder with ``cifar-10-batches-py/`` / ``cifar-100-python/`` or the HF
+                parquet files (or their parent, e.g. ``../shared/data``).
+            batch_size: training pairs per batch and process (paper: 256).
+            eval_batch_size: batch size of the bank / eval / OOD loaders.
+            num_workers: loader workers.
+            seed: seeds shuffle and augmentations (reproducible epochs).
+            download: fetch with torchvision when missing (needs internet).
+            ood: OOD sets, name -> folder, served un-augmented at 32 px.
+            imbalance: ``"none"`` or ``"exponential"`` (DESIGN §3).
+            imbalance_factor: the exponential base; None = the paper's value (1.5 for
+                CIFAR-10, 1.034 for CIFAR-100).
+            train_subset: first N images per class of the SSL training set (after imbalance).
+            eval_subset: first N images per class of the test split and of each OOD set.
+            augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
+                ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
+            cache_dir: optional folder for a cache of decoded images.
+        """
+        super().__init__(
+            data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
+            train_subset, eval_subset, augmentation, cache_dir,
+        )  # fmt: skip
+        self._init_imbalance(imbalance, imbalance_factor)
+        self.save_hyperparameters()
+
     def _init_imbalance(self, imbalance: str, imbalance_factor: float | None) -> None:
         if imbalance not in ("none", "exponential"):
             raise ValueError(f"unknown imbalance {imbalance!r}: choose 'none' or 'exponential'")
@@ -142,83 +184,16 @@ class _CIFARDataModule(SSLDataModule):
 
 
 class CIFAR10DataModule(_CIFARDataModule):
-    """CIFAR-10 at 32 px, optionally exponentially imbalanced (factor 1.5: 14,736 images).
-
-    Args:
-        data_dir: folder with ``cifar-10-batches-py/`` or the HF parquet files (or their parent).
-        batch_size: training pairs per batch and process (paper: 256).
-        eval_batch_size: batch size of the bank / eval / OOD loaders.
-        num_workers: loader workers.
-        seed: seeds shuffle and augmentations (reproducible epochs).
-        download: fetch with torchvision when missing (needs internet).
-        ood: OOD sets, name -> folder, served un-augmented at 32 px.
-        imbalance: ``"none"`` or ``"exponential"`` (DESIGN §3).
-        imbalance_factor: the exponential base; None = the paper's 1.5.
-        train_subset: first N images per class of the SSL training set (after imbalance).
-        eval_subset: first N images per class of the test split and of each OOD set.
-        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
-            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
-        cache_dir: optional folder for a cache of decoded images.
-    """
+    """CIFAR-10 at 32 px, optionally exponentially imbalanced (factor 1.5: 14,736 images)."""
 
     dataset = "cifar10"
     num_classes = 10
     stats = CIFAR10_STATS
 
-    def __init__(
-        self,
-        data_dir: str = "data",
-        batch_size: int = 256,
-        eval_batch_size: int = 512,
-        num_workers: int = 4,
-        seed: int = 0,
-        download: bool = False,
-        ood: dict[str, str] | None = None,
-        imbalance: Literal["none", "exponential"] = "none",
-        imbalance_factor: float | None = None,
-        train_subset: int | None = None,
-        eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
-        cache_dir: str | None = None,
-    ):
-        super().__init__(
-            data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir,
-        )  # fmt: skip
-        self._init_imbalance(imbalance, imbalance_factor)
-        self.save_hyperparameters()
-
 
 class CIFAR100DataModule(_CIFARDataModule):
-    """CIFAR-100 at 32 px, optionally exponentially imbalanced (factor 1.034).
-
-    Args: as ``CIFAR10DataModule``; ``data_dir`` holds ``cifar-100-python/`` or the HF
-    parquet files (fine labels); ``imbalance_factor`` None = the paper's 1.034.
-    """
+    """CIFAR-100 (fine labels) at 32 px, optionally exponentially imbalanced (factor 1.034)."""
 
     dataset = "cifar100"
     num_classes = 100
     stats = CIFAR100_STATS
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        batch_size: int = 256,
-        eval_batch_size: int = 512,
-        num_workers: int = 4,
-        seed: int = 0,
-        download: bool = False,
-        ood: dict[str, str] | None = None,
-        imbalance: Literal["none", "exponential"] = "none",
-        imbalance_factor: float | None = None,
-        train_subset: int | None = None,
-        eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
-        cache_dir: str | None = None,
-    ):
-        super().__init__(
-            data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir,
-        )  # fmt: skip
-        self._init_imbalance(imbalance, imbalance_factor)
-        self.save_hyperparameters()
