@@ -4,11 +4,11 @@ Subclasses load their splits (``_load_splits``) and may subsample the training s
 (``_select_train``, e.g. the exponential imbalance); this class builds the datasets and
 serves the loaders:
 
-- ``train_dataloader()``: ``(views, y, idx)``, two augmented views, shuffled by an
-  ``EpochSampler`` (seed, epoch) with ``drop_last=True``. Under DDP Lightning wraps the
-  sampler in ``DistributedSamplerWrapper`` (drop_last=False): the W shards cover every
-  image once, plus ``(-N) mod W`` <= W-1 repeats as padding; each rank then drops its last
-  partial batch (docs/contract.md).
+- ``train_dataloader()``: ``(views, y, idx)``, two augmented views. ``batch_size`` is the
+  GLOBAL batch of one micro-step; a ``GlobalBatchSampler`` draws one permutation per
+  (seed, epoch), cuts it into global batches (whole optimizer steps only) and gives each
+  of the W processes its ``batch_size / W`` rows of every one, so training does not depend
+  on W (docs/distributed.md).
 - ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
   un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
   (shuffle off, padded with duplicates that callbacks drop by ``idx``).
@@ -32,7 +32,7 @@ from datamodules.imbalance import first_n_per_class
 from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
 from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, ood_present
-from datamodules.sampler import EpochSampler
+from datamodules.sampler import GlobalBatchSampler
 from datamodules.transforms import (
     IMAGENET_STATS,
     AugmentationConfig,
@@ -48,8 +48,12 @@ class SSLDataModule(LightningDataModule):
 
     Args:
         data_dir: folder holding the data set (see each subclass for the accepted layouts).
-        batch_size: training batch size per process (pairs of views).
-        eval_batch_size: batch size of the bank, eval and OOD loaders.
+        batch_size: the global training batch of one micro-step, over all processes (pairs
+            of views; the paper's 256). Each of W processes loads ``batch_size / W``; an
+            error before training when W does not divide it. The learning rate refers to
+            this batch: nothing is rescaled with W.
+        eval_batch_size: batch size of the bank, eval and OOD loaders, per process
+            (evaluation results do not depend on it, nor on the number of processes).
         num_workers: loader worker processes (augmentation runs there).
         seed: seeds the shuffle and the augmentations: sample i of epoch e always gets the
             same two views (independent of num_workers).
@@ -242,15 +246,24 @@ class SSLDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """This process's share of every global batch (``GlobalBatchSampler``): the same
+        global batches on any number of processes, whole optimizer steps only."""
         self._require_setup()
         ds = self._train
-        if len(ds) < self.batch_size:
-            raise ValueError(
-                f"{type(self).__name__}: {len(ds)} training samples < batch_size {self.batch_size}, and "
-                "drop_last=True would give no batch: lower batch_size or raise train_subset"
+        trainer = self.trainer
+        try:
+            sampler = GlobalBatchSampler(
+                len(ds),
+                self.batch_size,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+                seed=self.seed,
+                accumulate=trainer.accumulate_grad_batches if trainer is not None else 1,
+                on_epoch=ds.set_epoch,
             )
-        sampler = EpochSampler(len(ds), seed=self.seed, on_epoch=ds.set_epoch)
-        return self._loader(ds, self.batch_size, sampler=sampler, drop_last=True)
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}: {error}") from None
+        return self._loader(ds, sampler.per_rank, sampler=sampler, drop_last=True)
 
     def bank_dataloader(self) -> DataLoader:
         self._require_setup()

@@ -120,8 +120,8 @@ class _CIFARDataModule(SSLDataModule):
         Args:
             data_dir: folder with ``cifar-10-batches-py/`` / ``cifar-100-python/`` or the HF
                 parquet files (or their parent, e.g. ``../shared/data``).
-            batch_size: training pairs per batch and process (paper: 256).
-            eval_batch_size: batch size of the bank / eval / OOD loaders.
+            batch_size: the global training batch of one micro-step, all processes together (paper: 256).
+            eval_batch_size: batch size of the bank / eval / OOD loaders, per process.
             num_workers: loader workers.
             seed: seeds shuffle and augmentations (reproducible epochs).
             download: fetch with torchvision when missing (needs internet).

@@ -4,7 +4,7 @@ Reproducibility (issue 3): the two views of sample ``i`` in epoch ``e`` are draw
 generator seeded from ``sample_seed(seed, e, i)`` inside ``torch.random.fork_rng``, so they
 depend neither on the number of workers, nor on the batch composition, nor on the global
 RNG, which they leave untouched. The epoch lives in a shared-memory tensor that
-``EpochSampler`` sets at the start of each epoch, so persistent workers see it too.
+``GlobalBatchSampler`` sets at the start of each epoch, so persistent workers see it too.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class ImageSet(Dataset):
 
 class EpochAwareDataset(Dataset):
     """A training set whose samples depend on (seed, epoch, index); the epoch comes from
-    ``EpochSampler.set_epoch`` (datamodules/sampler.py)."""
+    ``GlobalBatchSampler`` at the start of each epoch (datamodules/sampler.py)."""
 
     def __init__(self, base: Dataset, seed: int = 0):
         self.base = base

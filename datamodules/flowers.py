@@ -75,8 +75,8 @@ class Flowers102DataModule(SSLDataModule):
 
     Args:
         data_dir: folder with ``flowers-102/`` or the HF parquet files (or their parent).
-        batch_size: training pairs per batch and process.
-        eval_batch_size: batch size of the bank / eval / OOD loaders.
+        batch_size: the global training batch of one micro-step, all processes together.
+        eval_batch_size: batch size of the bank / eval / OOD loaders, per process.
         num_workers: loader workers.
         seed: seeds shuffle and augmentations (reproducible epochs).
         download: fetch with torchvision when missing (needs internet).

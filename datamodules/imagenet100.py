@@ -53,8 +53,8 @@ class ImageNet100DataModule(SSLDataModule):
 
     Args:
         data_dir: folder with the hub's parquet files (or its parent).
-        batch_size: training pairs per batch and process.
-        eval_batch_size: batch size of the bank / eval / OOD loaders.
+        batch_size: the global training batch of one micro-step, all processes together.
+        eval_batch_size: batch size of the bank / eval / OOD loaders, per process.
         num_workers: loader workers (JPEG decoding happens there: use several).
         seed: seeds shuffle and augmentations (reproducible epochs).
         download: fetch the parquet files from the HF hub when missing (needs internet).

@@ -82,8 +82,8 @@ class LatentClassesDataModule(SSLDataModule):
         noise_std: latent noise around each centre (paper: 0.1; authors' Fig. 2c run: 1.0).
         class_probs: class frequencies; None = balanced (or ``imbalance_ratio``).
         imbalance_ratio: p_i proportional to ratio^-i (2.0 = the paper's Fig. 2c).
-        batch_size: training pairs per batch (paper: 128).
-        eval_batch_size: batch size of the bank and eval loaders.
+        batch_size: the global training batch of one micro-step (paper: 128).
+        eval_batch_size: batch size of the bank and eval loaders, per process.
         num_workers: loader workers (0 is fastest for this tiny data).
         seed: seeds the data, the shuffle and the choice of the second view.
         ood_classes: extra latent classes never trained on (new centres, same generating

@@ -1,12 +1,16 @@
-"""The training sampler: a seeded shuffle that also tells the dataset which epoch it is.
+"""The training sampler: one global permutation per epoch, split into global batches, of
+which each process takes its share (docs/distributed.md).
 
-Why not a plain ``RandomSampler``: the two-view dataset seeds its augmentations from
-(seed, epoch, index) and must learn the epoch. Lightning calls ``set_epoch`` on the
-loader's sampler each epoch; under DDP (``use_distributed_sampler=True``) it wraps this
-sampler in ``DistributedSamplerWrapper``, which forwards ``set_epoch`` and shards the
-indices across ranks (every rank draws the same permutation from the seed). The wrapper
-has ``drop_last=False``: when W ranks do not divide N it pads with ``(-N) mod W`` <= W-1
-repeated indices, so an epoch covers every index at least once and at most that many twice.
+A W-process run must see exactly the global batches of a 1-process run: global batch t of
+epoch e is the same set of samples, in the same order, on any number of processes, and
+process r holds rows ``r * B/W .. (r+1) * B/W`` of it. Together with the per-sample
+augmentation seeds (``datamodules.datasets.sample_seed``) the W shards of a step are the
+rows of the single-process batch. Epochs keep only whole optimizer steps: the number of
+global batches is cut to a multiple of ``accumulate_grad_batches``, so no step is made of
+a partial batch or a partial accumulation window.
+
+It subclasses ``DistributedSampler`` so that Lightning uses it as it is under DDP (it
+replaces any other sampler with its own ``DistributedSampler``, whose order depends on W).
 """
 
 from __future__ import annotations
@@ -14,19 +18,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from datamodules.datasets import sample_seed
 
-__all__ = ["EpochSampler"]
+__all__ = ["GlobalBatchSampler"]
 
 # A fixed "index" for the shuffle's seed: beyond any dataset size, so it never equals the
 # per-sample augmentation seed of a real index.
 _SHUFFLE_SALT = 1 << 62
 
 
-class EpochSampler(Sampler[int]):
-    """Permutation of ``range(n)`` seeded by (seed, epoch); calls ``on_epoch(epoch)`` on iter.
+class GlobalBatchSampler(DistributedSampler):
+    """This process's indices of a seeded permutation of ``range(n)``, global batch by batch.
+
+    Args:
+        n: number of training samples.
+        batch_size: the GLOBAL batch of one micro-step (all processes together).
+        num_replicas, rank: the number of processes and this one's global rank.
+        seed: with the epoch, seeds the permutation (the same on every process).
+        accumulate: micro-batches per optimizer step; an epoch holds a multiple of it.
+        shuffle: False keeps dataset order (tests).
+        on_epoch: called with the epoch when an epoch's iteration starts (the two-view
+            dataset's ``set_epoch``: its augmentation seeds depend on the epoch).
 
     Without an explicit ``set_epoch`` the epoch advances by one after each pass, so
     consecutive epochs differ even outside Lightning.
@@ -35,21 +49,64 @@ class EpochSampler(Sampler[int]):
     def __init__(
         self,
         n: int,
+        batch_size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
         seed: int = 0,
+        accumulate: int = 1,
         shuffle: bool = True,
         on_epoch: Callable[[int], None] | None = None,
-    ):
+    ) -> None:
+        # DistributedSampler.__init__ would look up a process group and want a dataset.
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"need 0 <= rank < num_replicas, got rank {rank} of {num_replicas}")
+        if batch_size < 1 or accumulate < 1:
+            raise ValueError(
+                f"batch_size and accumulate must be >= 1, got {batch_size} and {accumulate}"
+            )
+        if batch_size % num_replicas:
+            raise ValueError(
+                f"batch_size {batch_size} is the global batch of all {num_replicas} processes and "
+                f"must be divisible by their number: each process loads batch_size / "
+                f"{num_replicas}. Choose a multiple of {num_replicas} (e.g. "
+                f"{batch_size - batch_size % num_replicas or num_replicas}) or another number of devices"
+            )
         self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
         self.seed = int(seed)
+        self.accumulate = int(accumulate)
         self.shuffle = shuffle
         self.on_epoch = on_epoch
         self.epoch = 0
+        self.drop_last = True
+        self.per_rank = self.batch_size // self.num_replicas
+        self.num_batches = self.n // (self.batch_size * self.accumulate) * self.accumulate
+        if self.num_batches == 0:
+            raise ValueError(
+                f"{self.n} training samples make no optimizer step of batch_size {self.batch_size}"
+                + (f" x accumulate_grad_batches {self.accumulate}" if self.accumulate > 1 else "")
+                + ": lower batch_size"
+                + (" or accumulate_grad_batches" if self.accumulate > 1 else "")
+                + ", or train on more samples"
+            )
+        # DistributedSampler's attributes, for code that reads them.
+        self.num_samples = self.num_batches * self.per_rank
+        self.total_size = self.num_batches * self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
+
+    def global_order(self, epoch: int) -> torch.Tensor:
+        """The epoch's permutation of ``range(n)`` (the same on every process)."""
+        if not self.shuffle:
+            return torch.arange(self.n)
+        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, _SHUFFLE_SALT))
+        return torch.randperm(self.n, generator=g)
 
     def __iter__(self) -> Iterator[int]:
         epoch = self.epoch
@@ -58,7 +115,6 @@ class EpochSampler(Sampler[int]):
         # receives an index of it.
         if self.on_epoch is not None:
             self.on_epoch(epoch)
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, _SHUFFLE_SALT))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        batches = self.global_order(epoch)[: self.total_size].view(self.num_batches, -1)
+        start = self.rank * self.per_rank
+        return iter(batches[:, start : start + self.per_rank].reshape(-1).tolist())

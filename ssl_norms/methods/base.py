@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,10 +21,11 @@ from torch import nn
 
 from ssl_norms.init import cut_init
 from ssl_norms.models.backbones import build_backbone, feature_dim
+from ssl_norms.models.sync_batchnorm import convert_sync_batchnorm
 from ssl_norms.optim import LARS
 from ssl_norms.schedules import warmup_cosine
 
-__all__ = ["SSLMethod", "StepOutput"]
+__all__ = ["ParamGroup", "SSLMethod", "StepOutput"]
 
 # Precisions where non-finite gradients are expected and skipped by the GradScaler.
 _AMP_FP16 = {"16-mixed", "16", "16-true"}
@@ -39,6 +39,22 @@ class StepOutput:
     loss: torch.Tensor
     z: torch.Tensor
     h: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """How one module of a method is trained: its own optimizer parameter group.
+
+    Args:
+        module: the module whose trainable parameters form the group.
+        fixed_lr: ``None`` trains it at the base ``lr`` on the warm-up + cosine schedule;
+            a number trains it at that constant learning rate (SimSiam's predictor).
+        weight_decay: whether the method's ``weight_decay`` applies to it.
+    """
+
+    module: nn.Module
+    fixed_lr: float | None = None
+    weight_decay: bool = True
 
 
 class _WarmupCosine:
@@ -93,13 +109,21 @@ class SSLMethod(LightningModule):
             bias parameters; they go to the ``*_no_wd`` parameter groups.
         lars_eta: LARS trust coefficient.
         warmup_epochs: linear warm-up length in epochs (fractions allowed); the schedule
-            is then a cosine to ``min_lr_ratio x lr`` at the trainer's ``max_epochs``.
+            is then a cosine to ``min_lr_ratio x lr`` at the end of ``schedule_epochs``.
+        schedule_epochs: length of the lr schedule (and of BYOL's EMA schedule) in epochs;
+            ``None`` uses the trainer's ``max_epochs`` (or ``max_steps``). Set it to stop a
+            run early and resume it later on the same schedule: epoch 100 of a 500-epoch
+            schedule, then on to 500 (the paper reports both from one run, Table S2).
         min_lr_ratio: final learning rate as a fraction of ``lr`` (DESIGN §4: 1e-3).
         cut_constant: cut-initialisation constant c (paper Sec. 6): every parameter of
             the network is divided by c once, at construction. 1 disables it.
         gradscale_power: GradScale power p (paper Sec. 6, DESIGN §3); 0 disables it.
         check_finite: stop with a clear error when the loss or the gradients stop being
             finite, before the optimizer step (so no checkpoint holds NaN weights).
+        sync_batchnorm: with more than one process, every BatchNorm normalises with the
+            statistics of the global batch, so W processes train the single-process model
+            (docs/distributed.md). False lets each process normalise its own shard: faster
+            across nodes, but another model.
     """
 
     def __init__(
@@ -118,10 +142,12 @@ class SSLMethod(LightningModule):
         exclude_bn_bias_from_wd: bool = False,
         lars_eta: float = 0.02,
         warmup_epochs: float = 10.0,
+        schedule_epochs: int | None = None,
         min_lr_ratio: float = 1e-3,
         cut_constant: float = 1.0,
         gradscale_power: float = 0.0,
         check_finite: bool = True,
+        sync_batchnorm: bool = True,
     ) -> None:
         super().__init__()
         if type(self) is SSLMethod:
@@ -138,6 +164,10 @@ class SSLMethod(LightningModule):
             raise ValueError(
                 f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0, 0 <= min_lr_ratio <= 1; got lr={lr}, "
                 f"weight_decay={weight_decay}, warmup_epochs={warmup_epochs}, min_lr_ratio={min_lr_ratio}"
+            )
+        if schedule_epochs is not None and schedule_epochs < 1:
+            raise ValueError(
+                f"schedule_epochs must be >= 1 (or None for the trainer's max_epochs), got {schedule_epochs}"
             )
         if not math.isfinite(gradscale_power):
             raise ValueError(f"gradscale_power must be finite, got {gradscale_power}")
@@ -202,21 +232,20 @@ class SSLMethod(LightningModule):
         """Loss of a pair of views, with GradScale applied where DESIGN §3 places it."""
         raise NotImplementedError
 
-    def online_network(self) -> Iterator[nn.Module]:
-        """The modules that cut-initialisation divides (and, for BYOL, that the target copies)."""
-        yield self.backbone
+    def param_groups(self) -> dict[str, ParamGroup]:
+        """The trained modules, by optimizer parameter-group name: the one declaration that
+        the optimizer, its schedule, weight decay and cut-initialisation read.
 
-    def scheduled_modules(self) -> dict[str, nn.Module]:
-        """Head modules trained with the backbone's schedule, by parameter-group name."""
-        return {}
-
-    def fixed_lr_modules(self) -> dict[str, tuple[nn.Module, float]]:
-        """Head modules trained at a fixed lr (no schedule): name -> (module, lr)."""
-        return {}
+        Subclasses add their heads to ``super().param_groups()``. Every trainable parameter
+        must belong to exactly one group (checked when the optimizer is built); modules
+        trained otherwise (BYOL's EMA target) have no trainable parameter.
+        """
+        return {"backbone": ParamGroup(self.backbone)}
 
     # ------------------------------------------------------------------ cut-init
     def apply_cut_init(self) -> None:
-        """Divide every parameter of the online network by ``cut_constant`` (DESIGN §3).
+        """Divide every trained parameter (every module of ``param_groups()``) by
+        ``cut_constant`` (paper Sec. 6, Listing 1).
 
         Subclasses call it once, at the end of ``__init__``. It is never called on resume:
         loading a checkpoint overwrites the already-cut constructor weights with the saved
@@ -224,8 +253,8 @@ class SSLMethod(LightningModule):
         """
         if self._cut_done:
             raise RuntimeError("cut-initialisation was already applied to this module")
-        for module in self.online_network():
-            cut_init(module, self.cut_constant)
+        for group in self.param_groups().values():
+            cut_init(group.module, self.cut_constant)
         self._cut_done = True
 
     def setup(self, stage: str) -> None:
@@ -233,6 +262,13 @@ class SSLMethod(LightningModule):
             raise RuntimeError(
                 f"{type(self).__name__}.__init__ must end with self.apply_cut_init()"
             )
+        trainer = self._trainer
+        if stage == "fit" and trainer is not None and trainer.world_size > 1:
+            if self.hparams.get("sync_batchnorm", True):
+                # Lightning calls setup() before DDP wraps the module. torch's SyncBatchNorm
+                # runs on CUDA only; GlobalBatchNorm on any backend.
+                cuda = trainer.strategy.root_device.type == "cuda"
+                convert_sync_batchnorm(self, cuda=cuda)
 
     # ------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -258,6 +294,8 @@ class SSLMethod(LightningModule):
             on_epoch=False,
             prog_bar=True,
             batch_size=y.shape[0],
+            # The global batch's loss: the mean of the processes' equal-sized shards.
+            sync_dist=True,
         )
         self.log(
             "train/loss_epoch",
@@ -344,9 +382,11 @@ class SSLMethod(LightningModule):
             )
 
     # ------------------------------------------------------------------ optimizer
-    def _groups(self, name: str, module: nn.Module, lr: float) -> list[dict[str, Any]]:
+    def _groups(
+        self, name: str, module: nn.Module, lr: float, decay: bool = True
+    ) -> list[dict[str, Any]]:
         params = [p for p in module.parameters() if p.requires_grad]
-        wd = self.hparams.weight_decay
+        wd = self.hparams.weight_decay if decay else 0.0
         if not self.hparams.exclude_bn_bias_from_wd:
             return [
                 {
@@ -379,36 +419,67 @@ class SSLMethod(LightningModule):
         """(total optimizer steps, warm-up optimizer steps) of this fit, from the trainer.
 
         Counted in optimizer steps, so they stay right under ``accumulate_grad_batches``.
+        ``schedule_epochs`` (when set) fixes the length whatever the trainer stops at.
         """
         trainer = self.trainer
-        total = trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError(
-                "the lr schedule needs a finite training length: set trainer.max_epochs or max_steps"
-            )
-        total = max(1, int(total))
         batches = trainer.num_training_batches
-        if math.isfinite(batches) and batches > 0:
-            steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
-        else:  # iterable data of unknown length: fall back on max_epochs
+        known = math.isfinite(batches) and batches > 0
+        steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if known else None
+        schedule_epochs = self.hparams.get("schedule_epochs")
+        if schedule_epochs is not None:
+            if steps_per_epoch is None:
+                raise ValueError("schedule_epochs needs a training loader of known length")
+            total = schedule_epochs * steps_per_epoch
+        else:
+            total = trainer.estimated_stepping_batches
+            if not math.isfinite(total):
+                raise ValueError(
+                    "the lr schedule needs a finite training length: set trainer.max_epochs, "
+                    "max_steps or the model's schedule_epochs"
+                )
+        total = max(1, int(total))
+        if steps_per_epoch is None:  # iterable data of unknown length: fall back on max_epochs
             steps_per_epoch = total / max(1, trainer.max_epochs or 1)
         warmup = int(round(self.hparams.warmup_epochs * steps_per_epoch))
         return total, min(warmup, total)
 
+    def _optimizer_groups(self) -> tuple[list[dict[str, Any]], list[bool]]:
+        """The optimizer's parameter groups from ``param_groups()`` and, for each, whether the
+        schedule applies; every trainable parameter must be in exactly one group."""
+        owner: dict[int, str] = {}
+        groups: list[dict[str, Any]] = []
+        scheduled: list[bool] = []
+        for name, spec in self.param_groups().items():
+            for pname, param in spec.module.named_parameters():
+                if param.requires_grad and id(param) in owner:
+                    raise ValueError(
+                        f"{type(self).__name__}.param_groups(): parameter {pname!r} of group {name!r} "
+                        f"is in group {owner[id(param)]!r} too; every parameter belongs to one group"
+                    )
+                owner[id(param)] = name
+            lr = self.hparams.lr if spec.fixed_lr is None else spec.fixed_lr
+            new = self._groups(name, spec.module, lr, spec.weight_decay)
+            groups += new
+            scheduled += [spec.fixed_lr is None] * len(new)
+        missing = [
+            pname
+            for pname, param in self.named_parameters()
+            if param.requires_grad and id(param) not in owner
+        ]
+        if missing:
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            raise ValueError(
+                f"{type(self).__name__}: trainable parameters in no optimizer group: {shown}. "
+                "Declare their module in param_groups() (or set requires_grad=False if it is not trained)"
+            )
+        keep = [i for i, g in enumerate(groups) if g["params"]]
+        return [groups[i] for i in keep], [scheduled[i] for i in keep]
+
     def configure_optimizers(self) -> dict[str, Any]:
         lr = self.hparams.lr
-        groups = self._groups("backbone", self.backbone, lr)
-        scheduled = [True] * len(groups)
-        for name, module in self.scheduled_modules().items():
-            new = self._groups(name, module, lr)
-            groups += new
-            scheduled += [True] * len(new)
-        for name, (module, fixed_lr) in self.fixed_lr_modules().items():
-            new = self._groups(name, module, fixed_lr)
-            groups += new
-            scheduled += [False] * len(new)
-        keep = [i for i, g in enumerate(groups) if g["params"]]
-        groups, scheduled = [groups[i] for i in keep], [scheduled[i] for i in keep]
+        groups, scheduled = self._optimizer_groups()
         if self.hparams.optimizer == "lars":
             opt: torch.optim.Optimizer = LARS(
                 groups,

@@ -11,7 +11,7 @@ from torch import nn
 
 from ssl_norms.gradscale import grad_scale
 from ssl_norms.losses import symmetric_negative_cosine
-from ssl_norms.methods.base import SSLMethod, StepOutput
+from ssl_norms.methods.base import ParamGroup, SSLMethod, StepOutput
 from ssl_norms.models.heads import Predictor, SimSiamProjector
 from ssl_norms.schedules import byol_tau
 
@@ -65,17 +65,16 @@ class BYOL(SSLMethod):
         self._total_steps: int | None = None
         self._last_ema_step = 0
 
-    def online_network(self) -> Iterator[nn.Module]:
-        yield self.backbone
-        yield self.projector
-        yield self.predictor
-
     def target_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.target_backbone.parameters()
         yield from self.target_projector.parameters()
 
-    def scheduled_modules(self) -> dict[str, nn.Module]:
-        return {"projector": self.projector, "predictor": self.predictor}
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {
+            **super().param_groups(),
+            "projector": ParamGroup(self.projector),
+            "predictor": ParamGroup(self.predictor),
+        }
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.projector(h))

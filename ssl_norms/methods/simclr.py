@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
+from ssl_norms.distributed import gather_rows
 from ssl_norms.gradscale import grad_scale
 from ssl_norms.losses import info_nce
-from ssl_norms.methods.base import SSLMethod, StepOutput
+from ssl_norms.methods.base import ParamGroup, SSLMethod, StepOutput
 from ssl_norms.models.heads import SimCLRProjector
 
 __all__ = ["SimCLR"]
@@ -53,12 +52,8 @@ class SimCLR(SSLMethod):
         )
         self.apply_cut_init()
 
-    def online_network(self) -> Iterator[nn.Module]:
-        yield self.backbone
-        yield self.projector
-
-    def scheduled_modules(self) -> dict[str, nn.Module]:
-        return {"projector": self.projector}
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {**super().param_groups(), "projector": ParamGroup(self.projector)}
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return self.projector(h)
@@ -67,10 +62,11 @@ class SimCLR(SSLMethod):
         # One backbone pass over both views: BatchNorm sees the 2B images together.
         h = self.backbone(torch.cat([x1, x2]))
         z = self.projector(h)
-        z1, z2 = z.chunk(2)
-        loss = info_nce(
-            grad_scale(z1, self.gradscale_power),
-            grad_scale(z2, self.gradscale_power),
-            self.temperature,
-        )
+        # GradScale on this process's rows, before the loss normalises them.
+        z1, z2 = grad_scale(z, self.gradscale_power).chunk(2)
+        # Under DDP every anchor meets the 2B - 1 others of the GLOBAL batch; gather_rows
+        # returns every rank's rows with exact gradients (ssl_norms/distributed.py).
+        keys1, offset = gather_rows(z1)
+        keys2, _ = gather_rows(z2)
+        loss = info_nce(z1, z2, self.temperature, keys1=keys1, keys2=keys2, offset=offset)
         return StepOutput(loss=loss, z=z, h=h)

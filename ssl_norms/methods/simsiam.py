@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from ssl_norms.gradscale import grad_scale
 from ssl_norms.losses import symmetric_negative_cosine
-from ssl_norms.methods.base import SSLMethod, StepOutput
+from ssl_norms.methods.base import ParamGroup, SSLMethod, StepOutput
 from ssl_norms.models.heads import Predictor, SimSiamProjector
 
 __all__ = ["SimSiam"]
@@ -54,16 +52,12 @@ class SimSiam(SSLMethod):
         self.predictor = Predictor(projector_dim, predictor_hidden_dim, projector_dim)
         self.apply_cut_init()
 
-    def online_network(self) -> Iterator[nn.Module]:
-        yield self.backbone
-        yield self.projector
-        yield self.predictor
-
-    def scheduled_modules(self) -> dict[str, nn.Module]:
-        return {"projector": self.projector}
-
-    def fixed_lr_modules(self) -> dict[str, tuple[nn.Module, float]]:
-        return {"predictor": (self.predictor, self.predictor_lr)}
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {
+            **super().param_groups(),
+            "projector": ParamGroup(self.projector),
+            "predictor": ParamGroup(self.predictor, fixed_lr=self.predictor_lr),
+        }
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.projector(h))

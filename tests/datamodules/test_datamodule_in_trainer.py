@@ -1,5 +1,6 @@
 """The DataModules inside a Lightning Trainer: per-epoch seeding reaches the dataset, every
-training image is visited once per epoch, and under DDP the ranks' shards are disjoint."""
+training image is visited once per epoch, and under DDP the ranks split the global batches
+of a 1-process run."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def tiny_cifar(tmp_path_factory):
     return str(root)
 
 
-def _fit(root, **kw) -> Recorder:
-    dm = CIFAR10DataModule(root, batch_size=16, eval_batch_size=32, num_workers=0, seed=5)
+def _fit(root, batch_size: int = 16, **kw) -> Recorder:
+    dm = CIFAR10DataModule(root, batch_size=batch_size, eval_batch_size=32, num_workers=0, seed=5)
     model = Recorder(3 * 32 * 32)
     _trainer(**kw).fit(model, datamodule=dm)
     return model
@@ -80,7 +81,10 @@ def test_latent_classes_fit():
 
 
 @pytest.mark.slow
-def test_ddp_two_ranks_shard_disjointly(tiny_cifar, tmp_path):
+def test_two_ranks_see_the_global_batches_of_one_process(tiny_cifar, tmp_path):
+    """batch_size is global: rank r's t-th batch is its half of the 1-process batch t, the
+    same samples with the same views (per-sample seeds), in the same order."""
+    one = _fit(tiny_cifar, batch_size=8).seen
     out = str(tmp_path / "seen")
     dm = CIFAR10DataModule(tiny_cifar, batch_size=8, eval_batch_size=32, num_workers=0, seed=5)
     _trainer(
@@ -90,8 +94,17 @@ def test_ddp_two_ranks_shard_disjointly(tiny_cifar, tmp_path):
         limit_val_batches=0,
         callbacks=[LeaveTogether()],
     ).fit(Recorder(3 * 32 * 32, out=out), datamodule=dm)
-    seen = [json.load(open(f"{out}.rank{r}.json")) for r in (0, 1)]
-    for epoch in (0, 1):
-        shards = [{i for e, idx, _ in s if e == epoch for i in idx} for s in seen]
-        assert len(shards[0]) == len(shards[1]) == 40
-        assert shards[0].isdisjoint(shards[1]) and shards[0] | shards[1] == set(range(80))
+    ranks = [json.load(open(f"{out}.rank{r}.json")) for r in (0, 1)]
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 20  # 2 epochs x 80 / 8
+    for t, (epoch, idx, fp) in enumerate(one):
+        (e0, idx0, fp0), (e1, idx1, fp1) = ranks[0][t], ranks[1][t]
+        assert e0 == e1 == epoch and idx0 + idx1 == idx and len(idx0) == 4
+        assert fp0 + fp1 == pytest.approx(fp, rel=1e-6)
+
+
+def test_batch_not_divisible_by_the_world_size_is_refused(tiny_cifar):
+    dm = CIFAR10DataModule(tiny_cifar, batch_size=10, num_workers=0)
+    dm.trainer = type("T", (), {"world_size": 4, "global_rank": 1, "accumulate_grad_batches": 1})()
+    dm.setup("fit")
+    with pytest.raises(ValueError, match=r"batch_size 10 is the global batch of all 4 processes"):
+        dm.train_dataloader()

@@ -13,11 +13,11 @@ from dm_files import (
     write_cifar10_pickles,
     write_hf_parquet,
 )
-from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DistributedSampler
 
 from datamodules import CIFAR10DataModule
 from datamodules.datasets import sample_seed
+from datamodules.sampler import GlobalBatchSampler
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +82,17 @@ def test_views_of_one_sample_depend_on_seed_epoch_index_only(tiny_cifar):
     assert len({sample_seed(0, e, i) for e in range(20) for i in range(200)}) == 4000
 
 
-@pytest.mark.parametrize("wrap", ["distributed_sampler", "lightning_wrapper"])
-def test_two_ranks_shard_disjointly_and_cover(tiny_cifar, wrap):
+def test_two_ranks_shard_disjointly_and_cover(tiny_cifar):
     dm = _dm(tiny_cifar)
     n = len(dm.train_dataset)
     shards = []
-    for rank in (0, 1):
-        if wrap == "distributed_sampler":
-            sampler = DistributedSampler(dm.train_dataset, num_replicas=2, rank=rank, seed=0)
-        else:  # what Lightning injects around the loader's EpochSampler under DDP
-            sampler = DistributedSamplerWrapper(
-                dm.train_dataloader().sampler, num_replicas=2, rank=rank
-            )
+    for rank in (0, 1):  # what train_dataloader() builds on each of 2 processes
+        sampler = GlobalBatchSampler(n, dm.batch_size, num_replicas=2, rank=rank, seed=0)
         sampler.set_epoch(1)
         shards.append(list(sampler))
-    assert len(shards[0]) == len(shards[1]) == n // 2
-    assert set(shards[0]).isdisjoint(shards[1]) and set(shards[0]) | set(shards[1]) == set(range(n))
+    used = n // dm.batch_size * dm.batch_size
+    assert len(shards[0]) == len(shards[1]) == used // 2
+    assert set(shards[0]).isdisjoint(shards[1]) and len(set(shards[0]) | set(shards[1])) == used
 
 
 def test_eval_shards_cover_with_padding_tracked_by_idx(tiny_cifar):
