@@ -68,7 +68,7 @@ def _pair(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
-    """Effective rank of the embeddings ``z`` [N, d] (RankMe, Garrido et al., 2023, Eq. 1).
+    """Effective rank of the embeddings ``z`` [N, d] (RankMe, Garrido et al., 2023).
 
     ``RankMe(Z) = exp(-sum_k p_k log p_k)`` with ``p_k = sigma_k / ||sigma||_1 + eps`` over
     the ``min(N, d)`` singular values ``sigma_k`` of ``Z`` (not centred), ``eps = 1e-7`` as
