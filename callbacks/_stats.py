@@ -1,13 +1,18 @@
 """Norm and accuracy statistics of the monitors: pure functions on gathered tensors.
 
 Paper references: Fig. 2c (mean norm per class), Fig. 3 (OOD mean norm / training mean
-norm), Fig. 4 left (k-NN accuracy per bucket of norm / max norm).
+norm), Fig. 4 left (k-NN accuracy per bucket of norm / max norm; defined in
+``ssl_norms.confidence`` and re-exported here).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+# Moved to the public module that owns the norm-as-confidence metrics; re-exported here so the
+# monitors and their tests keep importing it from this module.
+from ssl_norms.confidence import bucket_accuracy
 
 __all__ = [
     "QUANTILES",
@@ -69,28 +74,3 @@ def class_means(
 def ood_ratio(ood_norms: torch.Tensor, train_norms: torch.Tensor) -> float:
     """Mean OOD norm divided by the mean training (bank) norm (paper Fig. 3)."""
     return (ood_norms.detach().double().mean() / train_norms.detach().double().mean()).item()
-
-
-def bucket_accuracy(
-    norms: torch.Tensor,
-    correct: torch.Tensor,
-    num_buckets: int = 20,
-    min_count: int = 50,
-) -> dict[int, tuple[float, int]]:
-    """Accuracy per bucket of ``norm / max norm`` (paper Fig. 4 left).
-
-    Bucket i holds ratios in [i / num_buckets, (i + 1) / num_buckets) (the maximum, ratio 1,
-    goes to the last bucket). Returns ``{i: (accuracy, count)}`` for buckets with more than
-    ``min_count`` samples (the paper: 20 buckets of 0.05, more than 50 samples).
-    """
-    x = norms.detach().double().cpu()
-    ok = correct.detach().cpu().double()
-    ratio = x / x.max()
-    bucket = (ratio * num_buckets).floor().long().clamp_(0, num_buckets - 1)
-    counts = torch.bincount(bucket, minlength=num_buckets)
-    hits = torch.bincount(bucket, weights=ok, minlength=num_buckets)
-    return {
-        i: ((hits[i] / counts[i]).item(), int(counts[i]))
-        for i in range(num_buckets)
-        if counts[i] > min_count
-    }

@@ -126,3 +126,114 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def _torch_save_as_numpy1(obj, path: Path) -> None:
+    """``torch.save`` with the pickle naming numpy 1's ``numpy.core`` module, as in the files
+    Wei et al. published (written before numpy 2 renamed it ``numpy._core``)."""
+    import zipfile
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                # Protocol-2 GLOBAL opcodes are newline-terminated text: a rename is safe.
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info.filename, data)
+
+
+def cifar10n_arrays(seed: int = 0, n: int = 50_000) -> dict[str, np.ndarray]:
+    """The six int64 label arrays of CIFAR-10N (Wei et al. 2022), as in CIFAR-10_human.pt."""
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, 10, n)
+    noisy = {
+        f"random_label{i}": np.where(rng.random(n) < 0.8, clean, rng.integers(0, 10, n))
+        for i in (1, 2, 3)
+    }
+    stacked = np.stack(list(noisy.values()), 1)
+    counts = np.stack([(stacked == c).sum(1) for c in range(10)], 1)
+    aggre = counts.argmax(1)  # a majority label (the first on a three-way tie)
+    worse = np.where((stacked != clean[:, None]).any(1), stacked[:, 0], clean)
+    return {"clean_label": clean, "aggre_label": aggre, "worse_label": worse, **noisy}
+
+
+def write_cifar10n(path: Path, arrays: dict, numpy1_names: bool = True) -> Path:
+    """``CIFAR-10_human.pt``: a torch-saved dict of numpy arrays (the published format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if numpy1_names:
+        _torch_save_as_numpy1(arrays, path)
+    else:
+        import torch
+
+        torch.save(arrays, path)
+    return path
+
+
+def cifar100n_arrays(seed: int = 0, n: int = 50_000) -> dict:
+    """CIFAR-100_human.pt's content: numpy fine labels, coarse labels as Python lists."""
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, 100, n)
+    noisy = np.where(rng.random(n) < 0.6, clean, rng.integers(0, 100, n))
+    return {
+        "clean_label": clean,
+        "noisy_label": noisy,
+        "clean_coarse_label": [int(c) // 5 for c in clean],
+        "noisy_coarse_label": [int(c) // 5 for c in noisy],
+    }
+
+
+def cifar10h_counts(seed: int = 0, n: int = 10_000, per_image=(47, 64)) -> np.ndarray:
+    """int64 ``[n, 10]`` annotation counts, 47 to 63 per image as in cifar10h-counts.npy
+    (``per_image``: the half-open range of annotations per image)."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n, 10), dtype=np.int64)
+    true = rng.integers(0, 10, n)
+    for i in range(n):
+        labels = np.where(rng.random(rng.integers(*per_image)) < 0.9, true[i], rng.integers(0, 10))
+        counts[i] = np.bincount(labels, minlength=10)
+    return counts
+
+
+CIFAR10H_RAW_COLUMNS = [
+    "annotator_id", "trial_index", "is_attn_check", "true_category", "chosen_category",
+    "true_label", "chosen_label", "correct_guess", "cifar10_test_set_idx", "image_filename",
+    "subcategory", "reaction_time", "time_elapsed",
+]  # fmt: skip
+
+
+def write_cifar10h_raw(path: Path, counts: np.ndarray, seed: int = 0) -> Path:
+    """``cifar10h-raw.csv`` (or ``.zip`` holding it): one row per trial, shuffled, with
+    attention checks (``is_attn_check`` 1, index -99999) that must not be counted."""
+    import csv
+    import zipfile
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    trials = [
+        (i, c) for i in range(counts.shape[0]) for c in range(10) for _ in range(counts[i, c])
+    ]
+    trials += [(-99999, int(c)) for c in rng.integers(0, 10, 500)]  # attention checks
+    order = rng.permutation(len(trials))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CIFAR10H_RAW_COLUMNS)
+    for k, t in enumerate(order):
+        idx, chosen = trials[t]
+        attn = int(idx < 0)
+        true = chosen if attn else int(counts[idx].argmax())
+        writer.writerow([k // 220, k % 220, attn, names[true], names[chosen], true, chosen,
+                         int(true == chosen), idx, f"{names[true]}/img_{k}.png", "sub",
+                         round(float(rng.uniform(300, 3000)), 1), k * 1000])  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("cifar10h-raw.csv", text.getvalue())
+    else:
+        path.write_text(text.getvalue())
+    return path
