@@ -270,6 +270,13 @@ class SSLMethod(LightningModule):
                 cuda = trainer.strategy.root_device.type == "cuda"
                 convert_sync_batchnorm(self, cuda=cuda)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the weights before its precision plugin converts the module
+        # (to float64 under "64-true"), so a float64 checkpoint would pass through the
+        # constructor's float32 and lose digits: convert first (idempotent).
+        if self._trainer is not None:
+            self._trainer.precision_plugin.convert_module(self)
+
     # ------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features h (the representation used by k-NN)."""
@@ -422,6 +429,7 @@ class SSLMethod(LightningModule):
         ``schedule_epochs`` (when set) fixes the length whatever the trainer stops at.
         """
         trainer = self.trainer
+        estimated = trainer.estimated_stepping_batches  # also sets up the training loader
         batches = trainer.num_training_batches
         known = math.isfinite(batches) and batches > 0
         steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if known else None
@@ -431,7 +439,7 @@ class SSLMethod(LightningModule):
                 raise ValueError("schedule_epochs needs a training loader of known length")
             total = schedule_epochs * steps_per_epoch
         else:
-            total = trainer.estimated_stepping_batches
+            total = estimated
             if not math.isfinite(total):
                 raise ValueError(
                     "the lr schedule needs a finite training length: set trainer.max_epochs, "
