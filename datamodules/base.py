@@ -8,7 +8,8 @@ serves the loaders:
   ``EpochSampler`` (seed, epoch) with ``drop_last=True``. Under DDP Lightning wraps the
   sampler in ``DistributedSamplerWrapper`` (drop_last=False): the W shards cover every
   image once, plus ``(-N) mod W`` <= W-1 repeats as padding; each rank then drops its last
-  partial batch (docs/contract.md).
+  partial batch (docs/contract.md). With ``augment_on="device"`` it yields ``(uint8 images,
+  y, idx)`` instead and ``on_after_batch_transfer`` makes the views on the model's device.
 - ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
   un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
   (shuffle off, padded with duplicates that callbacks drop by ``idx``).
