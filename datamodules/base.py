@@ -162,10 +162,8 @@ class SSLDataModule(LightningDataModule):
 
     def _method(self) -> str | None:
         """``simclr``/``simsiam``/``byol`` when the Trainer runs one of them (or a subclass)."""
-        model = (
-            getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-        )
-        names = [cls.__name__.lower() for cls in type(model).__mro__] if model else []
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer else None
+        names = [c.__name__.lower() for c in type(model).__mro__] if model is not None else []
         return next((name for name in names if name in METHODS), None)
 
     def train_transform(self) -> tuple[Callable, Callable]:
