@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -25,11 +26,26 @@ subcommands:
 
 examples:
   ssl-norms fit -c configs/demo.yaml
-  ssl-norms fit -c configs/cifar10/simclr.yaml -c configs/overrides/cut.yaml
+  ssl-norms fit -c configs/base/simclr.yaml -c configs/data/cifar10.yaml -c configs/overrides/cut.yaml
+  ssl-norms fit -c RUN_DIR/config.yaml --ckpt_path RUN_DIR/checkpoints/last.ckpt   (resume)
   ssl-norms simulate aparametric --out results/fig2
 """
 
 LIGHTNING_SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+# When set, a failed fit|validate|test writes {"type", "message"} there (``ssl-norms
+# reproduce`` reads it to tell a data failure, shared by a column of cells, from a run's own).
+ERROR_FILE_ENV = "SSL_NORMS_ERROR_FILE"
+
+
+def _record_error(error: BaseException) -> None:
+    path = os.environ.get(ERROR_FILE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "w") as file:
+            json.dump({"type": type(error).__name__, "message": str(error)}, file)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce_main(rest)
     if command in LIGHTNING_SUBCOMMANDS or command.startswith("--"):
+        from ssl_norms.checkpoint_io import CheckpointWriteError
         from ssl_norms.lightning_cli import run
 
         try:
             run(argv)
-        except (FileNotFoundError, ValueError, FloatingPointError) as error:
-            # Bad input (missing data, impossible settings, a loss that turned NaN) has a
-            # message that names the problem and the fix: show it without a traceback.
+        except (FileNotFoundError, ValueError, FloatingPointError, CheckpointWriteError) as error:
+            # Bad input (missing data, impossible settings, a bad checkpoint or run folder, a
+            # loss that turned NaN, a disk that filled) has a message that names the problem
+            # and the fix: show it without a traceback.
+            _record_error(error)
             if os.environ.get("SSL_NORMS_DEBUG"):
                 raise
             print(f"ssl-norms: error: {error}", file=sys.stderr)
