@@ -64,6 +64,8 @@ class SSLDataModule(LightningDataModule):
         cache_dir: optional folder for decoded-image caches (never the data folder).
     """
 
+    _size_option = "train_subset"  # the argument that gives more training samples (messages)
+
     #: Set by subclasses.
     num_classes: int = 0
     image_size: int = 32
@@ -247,7 +249,7 @@ class SSLDataModule(LightningDataModule):
         if len(ds) < self.batch_size:
             raise ValueError(
                 f"{type(self).__name__}: {len(ds)} training samples < batch_size {self.batch_size}, and "
-                "drop_last=True would give no batch: lower batch_size or raise train_subset"
+                f"drop_last=True would give no batch: lower batch_size or raise {self._size_option}"
             )
         sampler = EpochSampler(len(ds), seed=self.seed, on_epoch=ds.set_epoch)
         return self._loader(ds, self.batch_size, sampler=sampler, drop_last=True)

@@ -64,6 +64,13 @@ class SimCLR(SSLMethod):
         return self.projector(h)
 
     def compute_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> StepOutput:
+        if x1.shape[0] < 2:
+            # One pair has no negatives: InfoNCE is exactly 0 and nothing is learned. The
+            # negatives are the other pairs of the same process, so this holds per process.
+            raise ValueError(
+                f"SimCLR needs at least 2 pairs per batch and process (its negatives are the "
+                f"other pairs), got {x1.shape[0]}: raise data.init_args.batch_size"
+            )
         # One backbone pass over both views: BatchNorm sees the 2B images together.
         h = self.backbone(torch.cat([x1, x2]))
         z = self.projector(h)
