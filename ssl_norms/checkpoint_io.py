@@ -181,7 +181,7 @@ def load_checkpoint_file(
             stacklevel=2,
         )
         checkpoint = load(False)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+    except Exception as error:  # a foreign byte stream makes the unpickler fail in any way
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         reason = "cut off before its end" if not is_zip else first[:160]
         raise _corrupt(path, reason) from error

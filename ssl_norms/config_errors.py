@@ -18,7 +18,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["config_files", "explain_config_error", "find_key_source", "yaml_problem"]
+__all__ = [
+    "config_files",
+    "explain_config_error",
+    "find_key_source",
+    "strip_union_listing",
+    "yaml_problem",
+]
 
 # Lines of jsonargparse's union listing that never carry the point.
 _NOISE = (
@@ -32,7 +38,10 @@ _NOISE = (
 )
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
 _CLASS_PATH = re.compile(r"^Problem with given class_path '([^']+)':\s*(.*)$")
-_NOT_ACCEPTED = re.compile(r"^(?:Option|Key) '([^']+)' is not (?:accepted|expected)")
+_NOT_ACCEPTED = re.compile(
+    r"^(?:(?:Option|Key) '([^']+)' is not (?:accepted|expected)"
+    r"|Subcommand '[^']+' does not accept option '([^']+)')"
+)
 _GROUP = re.compile(r"^Group '([^']+)' does not accept option '([^']+)'")
 _EXPECTED = re.compile(r"^Expected a <class '([^']+)'>(?:\. Got value: (.*))?$")
 _NO_CLASS = re.compile(
@@ -190,7 +199,7 @@ def _explain_lines(lines: list[str], parser_keys: Sequence[str]) -> tuple[str | 
             return ".".join(key_parts) or None, f"unknown {what} {given!r}{listing}"
         match = _NOT_ACCEPTED.match(line)
         if match:
-            option = match.group(1)
+            option = match.group(1) or match.group(2)
             key = ".".join([*key_parts, option])
             if class_path:
                 try:
@@ -203,6 +212,13 @@ def _explain_lines(lines: list[str], parser_keys: Sequence[str]) -> tuple[str | 
                 return key, f"{name} has no option {option!r}" + (
                     f" ({hint})" if hint else ""
                 ) + listing
+            group, _, leaf = option.rpartition(".")
+            members = [
+                k[len(group) + 1 :] for k in parser_keys if group and k.startswith(group + ".")
+            ]
+            if members:  # a known group (trainer, ...) without this option
+                hint = _suggest(leaf, members)
+                return key, f"{group} has no option {leaf!r}" + (f" ({hint})" if hint else "")
             hint = _suggest(option, parser_keys)
             return key, f"unknown option {option!r}" + (f" ({hint})" if hint else "")
         match = _GROUP.match(line)
@@ -266,3 +282,12 @@ def _clean(message: str) -> list[str]:
         if line.startswith("Given value: ") or not any(p.search(line) for p in _NOISE):
             lines.append(line)
     return lines
+
+
+def strip_union_listing(message: str) -> str:
+    """The point of a jsonargparse instantiation error: the class's own message(s), without
+    the "Does not validate against any of the Union subtypes" listing around them."""
+    if "Union subtypes" not in message:
+        return message
+    lines = [ln for ln in _clean(message) if not ln.startswith("Given value")]
+    return "; ".join(lines) or message

@@ -45,32 +45,25 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from ssl_norms.checkpoint_io import AtomicCheckpointIO
-from ssl_norms.config_errors import explain_config_error
+from ssl_norms.config_errors import explain_config_error, strip_union_listing
 from ssl_norms.loggers import ResumableCSVLogger
 from ssl_norms.methods import SSLMethod
 from ssl_norms.resume import CheckpointInfo, check_checkpoint_fits, read_checkpoint_info
 from ssl_norms.run_folder import (
-    RunFolderError,
-    RunFolderLock,
-    checkpoint_home,
-    eval_folder,
+    CKPT_KEYWORDS,
+    RUN_DIR_ENV,
+    RunFolderClaim,
+    check_reuse,
+    claim_run_folder,
     global_rank,
-    is_inside,
-    launch_world_size,
-    launcher_run_id,
-    next_version,
-    run_contents,
-    timestamp_folder,
+    resolve_run_folder,
 )
 
 __all__ = ["SSLNormsArgumentParser", "SSLNormsCLI", "resolve_wandb_mode", "run"]
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
-_RUN_DIR_ENV = "SSL_NORMS_RUN_DIR"  # hands rank 0's folder to DDP child processes
 WANDB_HOST = "api.wandb.ai"
 WANDB_HEALTH_URL = f"https://{WANDB_HOST}/healthz"
-# Lightning's special --ckpt_path values (resolved by the trainer, not files).
-_CKPT_KEYWORDS = {"last", "best", "hpc", "registry"}
 # The arguments being parsed and the directory they were given in, for config errors.
 _ARGV: list[str] = []
 _CWD: str = ""
@@ -158,7 +151,11 @@ class SSLNormsArgumentParser(LightningArgumentParser):
             text = explain_config_error(message, _ARGV, _option_names(self), _CWD or None)
         except Exception:  # never hide the parser's own message behind a bug of ours
             text = message
-        prog = self.prog.replace(" [options]", "")
+        # "ssl-norms fit", whatever sys.argv[0] is (python -m ssl_norms.cli, tests).
+        words = self.prog.replace(" [options]", "").split()[1:]
+        if not words and _ARGV and _ARGV[0] in ("fit", "validate", "test", "predict"):
+            words = [_ARGV[0]]
+        prog = " ".join(["ssl-norms", *words])
         sys.stderr.write(f"{prog}: error: {text}\n")
         sys.stderr.write(
             f"(`{prog} --help` lists every option; SSL_NORMS_DEBUG=1 shows the parser's full message)\n"
@@ -206,8 +203,7 @@ class SSLNormsCLI(LightningCLI):
     run_dir: Path | None = None
     wandb_mode: str = "disabled"
     ckpt_info: CheckpointInfo | None = None
-    _lock: RunFolderLock | None = None
-    _created_run_dir: bool = False
+    _claim: RunFolderClaim | None = None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -260,9 +256,20 @@ class SSLNormsCLI(LightningCLI):
         if not subcommand:
             return
         ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not ckpt_path or str(ckpt_path) in _CKPT_KEYWORDS or "://" in str(ckpt_path):
+        if not ckpt_path or str(ckpt_path) in CKPT_KEYWORDS or "://" in str(ckpt_path):
             return
         self.ckpt_info = read_checkpoint_info(ckpt_path)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            # A class's own ValueError (unknown backbone, impossible setting) comes wrapped in
+            # jsonargparse's union listing: keep the point.
+            text = strip_union_listing(str(error))
+            if text != str(error):
+                raise ValueError(text) from error
+            raise
 
     # ------------------------------------------------------------------ run folder
     def _cfg(self) -> Any:
@@ -279,68 +286,31 @@ class SSLNormsCLI(LightningCLI):
         return f"{model}-{data_name or 'data'}"
 
     def _resolve_run_dir(self, cfg: Any) -> Path:
-        """The folder this process writes into (see the module docstring)."""
-        env = os.environ
-        lightning_child = "RANK" not in env and (
-            int(env.get("LOCAL_RANK", "0") or 0) > 0 or int(env.get("NODE_RANK", "0") or 0) > 0
+        """The folder this process writes into (:func:`ssl_norms.run_folder.resolve_run_folder`)."""
+        trainer = cfg.get("trainer") or {}
+        run_dir = resolve_run_folder(
+            stage=self.subcommand or "fit",
+            base=Path(cfg.get("runs_root") or "runs") / self._experiment_name(cfg),
+            explicit=cfg.get("run_dir") or trainer.get("default_root_dir"),
+            ckpt_path=cfg.get("ckpt_path"),
+            num_nodes=int(trainer.get("num_nodes") or 1),
         )
-        if lightning_child and env.get(_RUN_DIR_ENV):
-            return Path(env[_RUN_DIR_ENV])  # rank 0's folder, handed on by Lightning's launcher
-        stage = self.subcommand or "fit"
-        explicit = cfg.get("run_dir") or (cfg.get("trainer") or {}).get("default_root_dir")
-        home = Path(explicit).resolve() if explicit else checkpoint_home(cfg.get("ckpt_path"))
-        num_nodes = int((cfg.get("trainer") or {}).get("num_nodes") or 1)
-        multi = launch_world_size(env, num_nodes) > 1
-        launch_id = launcher_run_id(env) if multi else None
-        if home is not None:
-            run_dir = home if stage == "fit" else eval_folder(home, stage, launch_id)
-        else:
-            if multi and launch_id is None:
-                raise RunFolderError(
-                    "this is one of several processes started by a launcher that gives no run "
-                    "id (no SLURM_JOB_ID, TORCHELASTIC_RUN_ID 'none'), so the processes cannot "
-                    "agree on a timestamped run folder: pass --run_dir (the same on every process)"
+        if self.subcommand == "fit" and global_rank() == 0:
+            # A first look, before anything is built; checked again under the lock.
+            versioned = check_reuse(run_dir, cfg.get("ckpt_path"), bool(cfg.get("new_version")))
+            if versioned != run_dir:
+                print(
+                    f"ssl-norms: {run_dir} holds another run; this one goes to {versioned}",
+                    file=sys.stderr,
                 )
-            base = Path(cfg.get("runs_root") or "runs") / self._experiment_name(cfg)
-            run_dir = base / launch_id if launch_id else timestamp_folder(base)
-        run_dir = run_dir.resolve()
-        if self.subcommand == "fit" and global_rank(env) == 0:
-            run_dir = self._check_reuse(run_dir, cfg)
+            run_dir = versioned
         return run_dir
-
-    def _check_reuse(self, run_dir: Path, cfg: Any) -> Path:
-        """One run per folder: refuse a fit into a folder holding another run, or version it."""
-        contents = run_contents(run_dir)
-        if not contents:
-            return run_dir
-        ckpt = cfg.get("ckpt_path")
-        if ckpt and str(ckpt) not in _CKPT_KEYWORDS and is_inside(ckpt, run_dir):
-            return run_dir  # resumes this run
-        if cfg.get("new_version"):
-            versioned = next_version(run_dir).resolve()
-            print(
-                f"ssl-norms: {run_dir} holds another run; this one goes to {versioned}",
-                file=sys.stderr,
-            )
-            return versioned
-        listing = ", ".join(contents[:4]) + (" ..." if len(contents) > 4 else "")
-        why = (
-            f"--ckpt_path {ckpt} is not one of its checkpoints"
-            if ckpt
-            else "this fit does not resume it"
-        )
-        raise RunFolderError(
-            f"run folder {run_dir} already holds a run ({listing}) and {why}. Resume that run "
-            f"with `ssl-norms fit -c {run_dir / 'config.yaml'} --ckpt_path "
-            f"{run_dir / 'checkpoints' / 'last.ckpt'}`, start a new run beside it with "
-            "--new_version true, or choose another --run_dir"
-        )
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
         # The folder itself is created with the trainer, so that a config error leaves none.
         self.run_dir = self._resolve_run_dir(cfg)
-        os.environ[_RUN_DIR_ENV] = str(self.run_dir)
+        os.environ[RUN_DIR_ENV] = str(self.run_dir)
         self.wandb_mode, reason = resolve_wandb_mode(cfg.get("wandb") or "auto")
         if reason:
             # Our one-line notice (and the summary after fit) replace wandb's own banner.
@@ -401,41 +371,9 @@ class SSLNormsCLI(LightningCLI):
             path.write_text(f"{run_id}\n{self.run_dir}\n")
         return run_id
 
-    def _create_run_dir(self) -> None:
-        """Create the run folder (rank 0); a fit also takes its lock and re-checks it."""
-        assert self.run_dir is not None
-        if global_rank() != 0:
-            return
-        try:
-            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self.run_dir.mkdir()
-                self._created_run_dir = True
-            except FileExistsError:
-                self._created_run_dir = False
-        except OSError as error:
-            raise RunFolderError(
-                f"cannot create the run folder {self.run_dir}: {error.strerror or error}: choose "
-                "a writable --runs_root or --run_dir"
-            ) from error
-        if self.subcommand != "fit":
-            return
-        lock = RunFolderLock(self.run_dir)
-        try:
-            lock.acquire()
-        except OSError as error:
-            raise RunFolderError(
-                f"cannot lock the run folder {self.run_dir}: {error.strerror or error}: choose "
-                "a writable --runs_root or --run_dir"
-            ) from error
-        self._lock = lock
-        # Under the lock: another fit may have filled the folder since the first look.
-        self._check_reuse(self.run_dir, self._cfg())
-
     def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._claim is not None:
+            self._claim.release()
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         assert self.run_dir is not None
@@ -447,7 +385,12 @@ class SSLNormsCLI(LightningCLI):
                 if global_rank() == 0:
                     print(f"ssl-norms: {notice}", file=sys.stderr)
         try:
-            self._create_run_dir()
+            # Rank 0 creates the folder; a fit also locks it and checks it again.
+            self._claim = claim_run_folder(
+                self.run_dir,
+                stage=self.subcommand or "run",
+                ckpt_path=cfg.get("ckpt_path"),
+            )
             return self._build_trainer(config, callbacks, cfg)
         except BaseException:
             self._release_lock()
@@ -533,14 +476,14 @@ class SSLNormsCLI(LightningCLI):
         that existed before this call (a resumed run).
         """
         rd = self.run_dir
-        if rd is None or not self._created_run_dir or not rd.is_dir():
+        if rd is None or self._claim is None or not self._claim.created or not rd.is_dir():
             return
         if global_rank() != 0:
             return
         if any(rd.glob("checkpoints/*.ckpt")):
             return
         shutil.rmtree(rd, ignore_errors=True)
-        self._created_run_dir = False
+        self._claim.created = False
         try:
             rd.parent.rmdir()  # runs/<name>/ (or RUN/eval/) when this was its only folder
         except OSError:

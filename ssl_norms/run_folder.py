@@ -20,23 +20,32 @@ import datetime as _dt
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "LOCK_FILE",
+    "RUN_DIR_ENV",
+    "RunFolderClaim",
     "RunFolderError",
     "RunFolderLock",
+    "check_reuse",
     "checkpoint_home",
+    "claim_run_folder",
     "eval_folder",
     "global_rank",
     "launch_world_size",
     "launcher_run_id",
     "next_version",
+    "resolve_run_folder",
     "run_contents",
     "timestamp_folder",
 ]
 
 LOCK_FILE = ".lock"
+RUN_DIR_ENV = "SSL_NORMS_RUN_DIR"  # hands rank 0's folder to Lightning's own DDP processes
+# Lightning's special --ckpt_path values (resolved by the trainer, not files).
+CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
 # What makes a folder hold a run's results (a bare wandb/run_id or .lock does not).
 RESULT_FILES = ("config.yaml", "csv/metrics.csv")
 
@@ -220,3 +229,157 @@ class RunFolderLock:
             self.release()
         except Exception:
             pass
+
+
+def _is_file_path(ckpt_path: str | os.PathLike | None) -> bool:
+    text = str(ckpt_path or "")
+    return bool(text) and text not in CKPT_KEYWORDS and "://" not in text
+
+
+def resolve_run_folder(
+    *,
+    stage: str,
+    base: Path,
+    explicit: str | os.PathLike | None = None,
+    ckpt_path: str | os.PathLike | None = None,
+    num_nodes: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    """The folder a ``fit``/``validate``/``test`` process writes into (absolute).
+
+    Args:
+        stage: ``fit``, ``validate``, ``test`` or ``predict``.
+        base: ``<runs_root>/<experiment name>``, the parent of default run folders.
+        explicit: ``--run_dir`` (or ``trainer.default_root_dir``), if given.
+        ckpt_path: ``--ckpt_path``; its run folder is the default home.
+        num_nodes: ``trainer.num_nodes``.
+        env: the environment (``os.environ``).
+
+    The home is ``explicit``, else the checkpoint's run folder, else a new folder
+    ``base/<launch id>`` (multi-process launch) or ``base/<time>``. ``fit`` writes into the
+    home, ``validate``/``test`` into ``home/eval/<stage>-<time or launch id>``. Processes
+    that Lightning's own launcher started get rank 0's folder from ``SSL_NORMS_RUN_DIR``.
+
+    Raises:
+        RunFolderError: a multi-process launch without a launcher id and without a home.
+    """
+    env = os.environ if env is None else env
+    lightning_child = "RANK" not in env and (
+        _int(env, "LOCAL_RANK", 0) > 0 or _int(env, "NODE_RANK", 0) > 0
+    )
+    if lightning_child and env.get(RUN_DIR_ENV):
+        return Path(env[RUN_DIR_ENV])
+    home = (
+        Path(explicit).resolve()
+        if explicit
+        else checkpoint_home(ckpt_path)
+        if _is_file_path(ckpt_path)
+        else None
+    )
+    multi = launch_world_size(env, num_nodes) > 1
+    launch_id = launcher_run_id(env) if multi else None
+    if home is not None:
+        return home if stage == "fit" else eval_folder(home, stage, launch_id).resolve()
+    if multi and launch_id is None:
+        raise RunFolderError(
+            "this is one of several processes started by a launcher that gives no run id (no "
+            "SLURM_JOB_ID; TORCHELASTIC_RUN_ID unset or 'none'), so they cannot agree on a "
+            "timestamped run folder: pass --run_dir, the same for every process"
+        )
+    return (base / launch_id if launch_id else timestamp_folder(base)).resolve()
+
+
+def check_reuse(
+    run_dir: Path, ckpt_path: str | os.PathLike | None = None, new_version: bool = False
+) -> Path:
+    """One run per folder: ``run_dir`` if a fit may write there, else its new version or an error.
+
+    A fit may write into a folder that holds no run, or whose run it resumes (``ckpt_path``
+    inside the folder). Otherwise ``new_version`` sends it to :func:`next_version`; without
+    it the fit is refused with a :class:`RunFolderError` that says how to resume instead.
+    """
+    contents = run_contents(run_dir)
+    if not contents:
+        return run_dir
+    if _is_file_path(ckpt_path) and is_inside(ckpt_path, run_dir):  # type: ignore[arg-type]
+        return run_dir
+    if new_version:
+        return next_version(run_dir).resolve()
+    listing = ", ".join(contents[:4]) + (" ..." if len(contents) > 4 else "")
+    why = (
+        f"--ckpt_path {ckpt_path} is not one of its checkpoints"
+        if ckpt_path
+        else "this fit does not resume it"
+    )
+    raise RunFolderError(
+        f"run folder {run_dir} already holds a run ({listing}) and {why}. Resume that run with "
+        f"`ssl-norms fit -c {run_dir / 'config.yaml'} --ckpt_path "
+        f"{run_dir / 'checkpoints' / 'last.ckpt'}`, start a new run beside it with "
+        "--new_version true, or choose another --run_dir"
+    )
+
+
+@dataclass
+class RunFolderClaim:
+    """The folder a process writes into, whether it created it, and the fit's lock."""
+
+    run_dir: Path
+    created: bool = False
+    lock: RunFolderLock | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def claim_run_folder(
+    run_dir: Path,
+    *,
+    stage: str,
+    ckpt_path: str | os.PathLike | None = None,
+    new_version: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> RunFolderClaim:
+    """Create ``run_dir`` and, for a fit, lock it and check it holds no other run (rank 0 only).
+
+    Processes other than global rank 0 (of any launcher) never write the run folder, so
+    they are never refused: they get a claim that created nothing and holds no lock.
+
+    Raises:
+        RunFolderError: the folder cannot be created or locked, is in use by another run,
+            or holds another run (checked again under the lock).
+    """
+    if global_rank(env) != 0:
+        return RunFolderClaim(run_dir)
+    claim = RunFolderClaim(run_dir)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+            claim.created = True
+        except FileExistsError:
+            pass
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot create the run folder {run_dir}: {error.strerror or error}: choose a "
+            "writable --runs_root or --run_dir"
+        ) from error
+    if stage != "fit":
+        return claim
+    lock = RunFolderLock(run_dir)
+    try:
+        lock.acquire()
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot lock the run folder {run_dir}: {error.strerror or error}: choose a "
+            "writable --runs_root or --run_dir"
+        ) from error
+    claim.lock = lock
+    try:
+        # Under the lock: another fit may have filled the folder since the first look.
+        check_reuse(run_dir, ckpt_path)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
