@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ subcommands:
   fit -c CONFIG         train (LightningCLI; `ssl-norms fit --help` lists every option)
   validate|test -c CONFIG --ckpt_path CKPT
                         k-NN accuracy and norm statistics of a checkpoint
+                        (written to RUN_DIR/eval/, the run's own files untouched)
   simulate {aparametric,latent-classes} --out DIR
                         the simulations of the paper's Section 4 (Figure 2)
   plot RUN_DIR          draw norm, effective-lr and k-NN curves from a run's CSV logs
@@ -32,6 +34,7 @@ examples:
 """
 
 LIGHTNING_SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 # When set, a failed fit|validate|test writes {"type", "message"} there (``ssl-norms
 # reproduce`` reads it to tell a data failure, shared by a column of cells, from a run's own).
 ERROR_FILE_ENV = "SSL_NORMS_ERROR_FILE"
@@ -80,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("SSL_NORMS_DEBUG"):
                 raise
             print(f"ssl-norms: error: {error}", file=sys.stderr)
+            print("(set SSL_NORMS_DEBUG=1 to see the traceback)", file=sys.stderr)
+            return 1
+        except OSError as error:
+            # A full disk or a folder that turned read-only while logs are written.
+            if error.errno not in _STORAGE_ERRNOS or os.environ.get("SSL_NORMS_DEBUG"):
+                raise
+            _record_error(error)
+            where = f": {error.filename}" if error.filename else ""
+            print(f"ssl-norms: error: {error.strerror}{where}", file=sys.stderr)
             print("(set SSL_NORMS_DEBUG=1 to see the traceback)", file=sys.stderr)
             return 1
         return 0

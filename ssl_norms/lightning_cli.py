@@ -503,6 +503,16 @@ class SSLNormsCLI(LightningCLI):
         if wandb.run is not None:
             wandb.finish()
 
+    def _after_evaluation(self) -> None:
+        if self.trainer.is_global_zero and self.run_dir is not None:
+            print(f"ssl-norms: evaluation written to {self.run_dir}", flush=True)
+
+    def after_validate(self) -> None:
+        self._after_evaluation()
+
+    def after_test(self) -> None:
+        self._after_evaluation()
+
     def after_fit(self) -> None:
         """Tell where the run folder, the logs and the plots are (rank 0; existing files only)."""
         if not self.trainer.is_global_zero or self.run_dir is None:

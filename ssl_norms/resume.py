@@ -15,6 +15,7 @@ from the config instead and checks the checkpoint against it:
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,36 @@ def _differences(ckpt: dict[str, Any], config: dict[str, Any]) -> dict[str, tupl
     }
 
 
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    """Default values of the constructor arguments of ``cls``, following ``**kwargs`` into its bases."""
+    defaults: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]
+        for p in params:
+            if p.default is not p.empty:
+                defaults.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return defaults
+
+
+def _version_skew(diffs: dict[str, tuple[Any, Any]], model: Any) -> set[str]:
+    """Differences that only say the code and the checkpoint are of other versions.
+
+    A setting the checkpoint predates (absent there) at its default value in the config, and
+    a setting the code no longer has (absent from the config's model), change nothing.
+    """
+    defaults = _constructor_defaults(type(model))
+    return {
+        k
+        for k, (old, new) in diffs.items()
+        if new is _MISSING or (old is _MISSING and defaults.get(k, _MISSING) == new)
+    }
+
+
 def check_checkpoint_fits(info: CheckpointInfo, model: Any, stage: str) -> list[str]:
     """Refuse a checkpoint that does not fit ``model`` (built from the config) for ``stage``.
 
@@ -166,6 +197,8 @@ def check_checkpoint_fits(info: CheckpointInfo, model: Any, stage: str) -> list[
 
     if stage != "fit":
         return []
+    for key in _version_skew(diffs, model):
+        del diffs[key]
     fixed = {k: v for k, v in diffs.items() if k not in APPLIED_ON_RESUME}
     if fixed:
         listing = "; ".join(

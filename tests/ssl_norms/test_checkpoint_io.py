@@ -127,6 +127,19 @@ def test_a_full_disk_fails_the_run_and_leaves_no_partial_checkpoint(
     assert leftovers == [], leftovers
 
 
+def test_a_full_disk_while_writing_the_logs_is_a_message(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Patched writer: writes under RUN/csv fail with ENOSPC after 100 bytes."""
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(builtins, "open", writes_fail_under(run_dir / "csv", 100))
+    code = main(["fit", *SMALL_DEMO, "--run_dir", str(run_dir)])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ssl-norms: error: No space left on device" in err and "Traceback" not in err
+
+
 def test_an_unwritable_checkpoints_folder_fails_the_run(tmp_path: Path, unwritable, capsys) -> None:
     """Exit 0, no checkpoint and a summary naming a last.ckpt that did not exist, before.
 

@@ -142,3 +142,24 @@ def test_resume_after_sigkill_and_a_cut_off_csv_line(tmp_path: Path) -> None:
     rows = csv_rows(metrics)
     assert duplicated_steps(rows) == [] and all(None not in r for r in rows)
     assert [int(r["step"]) for r in rows if r["train/loss"]] == list(range(3 * STEPS_PER_EPOCH))
+
+
+def test_settings_newer_or_older_than_the_checkpoint_do_not_block_a_resume(tmp_path: Path) -> None:
+    """A checkpoint written before a setting existed (or after one was removed) still resumes
+    when the config leaves that setting at its default; a changed value is still refused."""
+    from ssl_norms.methods import SimCLR
+    from ssl_norms.resume import CheckpointInfo, CheckpointMismatchError, check_checkpoint_fits
+
+    model = SimCLR(backbone="mlp", backbone_in_dim=8, backbone_width=8, projector_hidden_dim=8)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    hparams = {k: v for k, v in model.hparams.items() if k != "lars_eta"}
+    hparams["a_removed_setting"] = 1
+    info = CheckpointInfo(tmp_path / "x.ckpt", hparams, shapes, global_step=4, log_step=4, epoch=0)
+    assert check_checkpoint_fits(info, model, "fit") == []
+    changed = SimCLR(
+        backbone="mlp", backbone_in_dim=8, backbone_width=8, projector_hidden_dim=8, lars_eta=0.1
+    )
+    with pytest.raises(
+        CheckpointMismatchError, match=r"lars_eta: \(not set\) in the checkpoint, 0.1"
+    ):
+        check_checkpoint_fits(info, changed, "fit")
