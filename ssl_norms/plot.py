@@ -5,7 +5,7 @@ fit``) and writes into ``RUN_DIR/plots/`` (one sub-folder per file when there ar
 
 - ``norms.png``: ||z|| and ||h|| during training (mean, 25-75 % and 5-95 % bands) with the
   evaluation means of the bank and eval splits;
-- ``effective_lr.png``: ``lr/base``, ``lr/effective`` and ``lr/effective_median`` (DESIGN §3);
+- ``effective_lr.png``: ``lr/base``, ``lr/effective`` and ``lr/effective_median`` (paper Theorem 3.4: lr ||z||^(p-2));
 - ``knn.png``: ``knn/top1`` and ``knn/top5``;
 - ``norm_distributions.png``: the last evaluation's norm quantiles per split (box plots of
   q05/q25/q50/q75/q95, the CSV form of the histograms);
