@@ -82,6 +82,8 @@ class SSLDataModule(LightningDataModule):
             training images in memory as one uint8 tensor (not ImageNet-100).
     """
 
+    _size_option = "train_subset"  # the argument that gives more training samples (messages)
+
     #: Set by subclasses.
     num_classes: int = 0
     image_size: int = 32
@@ -298,6 +300,15 @@ class SSLDataModule(LightningDataModule):
         self._require_setup()
         ds = self._train
         trainer = self.trainer
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        step = self.batch_size * accumulate
+        if len(ds) < step:
+            raise ValueError(
+                f"{type(self).__name__}: {len(ds)} training samples make no optimizer step of "
+                f"batch_size {self.batch_size}"
+                + (f" x accumulate_grad_batches {accumulate}" if accumulate > 1 else "")
+                + f": lower batch_size or raise {self._size_option}"
+            )
         try:
             sampler = GlobalBatchSampler(
                 len(ds),
@@ -305,7 +316,7 @@ class SSLDataModule(LightningDataModule):
                 num_replicas=trainer.world_size if trainer is not None else 1,
                 rank=trainer.global_rank if trainer is not None else 0,
                 seed=self.seed,
-                accumulate=trainer.accumulate_grad_batches if trainer is not None else 1,
+                accumulate=accumulate,
                 on_epoch=ds.set_epoch,
             )
         except ValueError as error:
