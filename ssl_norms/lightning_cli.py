@@ -450,6 +450,19 @@ class SSLNormsCLI(LightningCLI):
             self._release_lock()
         self._finish_wandb()
 
+    def before_fit(self) -> None:
+        """Refuse a global batch that the processes cannot share, before any is started."""
+        world = int(self.trainer.world_size)
+        batch = getattr(self.datamodule, "batch_size", None)
+        if world > 1 and isinstance(batch, int) and batch % world:
+            lower = batch - batch % world
+            raise ValueError(
+                f"data.init_args.batch_size {batch} is the global batch of all {world} processes "
+                f"(trainer.devices x trainer.num_nodes) and must be divisible by {world}: each loads "
+                f"batch_size / {world}. Use e.g. {lower or world}, or another number of devices "
+                "(docs/distributed.md)"
+            )
+
     def _print_resume_hint(self) -> None:
         """After Ctrl-C: how to resume (or that there is nothing to resume)."""
         rd = self.run_dir

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
 from ssl_norms.init import cut_init
@@ -173,8 +174,6 @@ class SSLMethod(LightningModule):
         if not math.isfinite(gradscale_power):
             raise ValueError(f"gradscale_power must be finite, got {gradscale_power}")
         if not 0 <= gradscale_power <= 2:
-            from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-
             rank_zero_warn(
                 f"gradscale_power={gradscale_power} is outside [0, 2] (0: off, 1: the paper's "
                 "GradScale, 2: an effective learning rate independent of the norm): the effective "
@@ -286,6 +285,30 @@ class SSLMethod(LightningModule):
         # constructor's float32 and lose digits: convert first (idempotent).
         if self._trainer is not None:
             self._trainer.precision_plugin.convert_module(self)
+        # The schedule's length comes from this run's config (trainer.max_epochs or
+        # schedule_epochs), not from the checkpoint: torch's LambdaLR would restore the saved
+        # multiplier objects' fields (total and warm-up steps) over the ones just computed.
+        self._restored_schedule = None
+        for state in checkpoint.get("lr_schedulers", []):
+            saved = state.get("lr_lambdas")
+            if not isinstance(saved, list):
+                continue
+            if self._restored_schedule is None and saved and isinstance(saved[0], dict):
+                self._restored_schedule = saved[0]
+            state["lr_lambdas"] = [None] * len(saved)  # None: LambdaLR keeps the new one
+
+    def on_train_start(self) -> None:
+        # A resume on a changed schedule (warned in configure_optimizers): the restored
+        # optimizer still holds the old schedule's last lr for the first step; set it.
+        if getattr(self, "_schedule_changed", False):
+            for config in self.trainer.lr_scheduler_configs:
+                scheduler = config.scheduler
+                groups = scheduler.optimizer.param_groups
+                for group, fn, base in zip(
+                    groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
+                ):
+                    group["lr"] = base * fn(scheduler.last_epoch)
+            self._schedule_changed = False
 
     # ------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -544,6 +567,19 @@ class SSLMethod(LightningModule):
             )
         total, warmup = self.schedule_lengths()
         schedule = _WarmupCosine(total, warmup, self.hparams.min_lr_ratio)
+        restored = getattr(self, "_restored_schedule", None)
+        if restored and (restored.get("total_steps"), restored.get("warmup_steps")) != (
+            total,
+            warmup,
+        ):
+            self._schedule_changed = True
+            rank_zero_warn(
+                f"resuming on a schedule of {total} optimizer steps ({warmup} of warm-up) where the "
+                f"checkpoint's run had {restored.get('total_steps')} ({restored.get('warmup_steps')}): "
+                "the config's trainer.max_epochs (or schedule_epochs) differs, so the learning rate "
+                "jumps to this schedule. To stop early and resume on one schedule, set "
+                "model.init_args.schedule_epochs to the full length in both runs"
+            )
         lambdas = [schedule if s else _Constant() for s in scheduled]
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lambdas)
         # interval "step": Lightning steps it once per OPTIMIZER step (not per micro-batch).

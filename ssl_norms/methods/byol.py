@@ -96,6 +96,7 @@ class BYOL(SSLMethod):
         return config
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         # On resume global_step is restored: updates continue from there.
         self._last_ema_step = self.trainer.global_step
 

@@ -369,3 +369,19 @@ def test_a_failing_resume_keeps_its_existing_run_folder(tmp_path, capsys) -> Non
     (run_dir / "csv" / "metrics.csv").write_text("epoch,step\n0,1\n")
     assert _fit_without_data(["--run_dir", str(run_dir)], tmp_path / "nodata") == 1
     assert (run_dir / "csv" / "metrics.csv").read_text() == "epoch,step\n0,1\n"
+
+
+def test_a_batch_the_processes_cannot_share_is_refused_before_any_starts(tmp_path, capsys):
+    """batch_size is the global batch: 127 on 2 processes fails in the launching process,
+    before Lightning starts the second one, and leaves no run folder."""
+    from ssl_norms.cli import main
+
+    run_dir = tmp_path / "run"
+    argv = [
+        "fit", *SMALL_DEMO, "--data.init_args.batch_size", "127", "--trainer.devices", "2",
+        "--trainer.strategy", "ddp", "--wandb", "disabled", "--run_dir", str(run_dir),
+    ]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "batch_size 127 is the global batch of all 2 processes" in err and "126" in err
+    assert not run_dir.exists()

@@ -224,8 +224,8 @@ def test_a_two_process_checkpoint_resumes_on_one_process(runs, shared_data, deco
     weights of the uninterrupted 1-process run."""
     args = [*_args(shared_data, decode_cache, "simclr", 8), *F64]
     run_dir = tmp_path / "resumed"
-    first = [*args, "--trainer.max_epochs", "1", "--model.init_args.schedule_epochs", "2"]
-    _wait(_start(first, run_dir, 2))
+    args += ["--model.init_args.schedule_epochs", "2"]
+    _wait(_start([*args, "--trainer.max_epochs", "1"], run_dir, 2))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["global_step"] == 5
     _wait(_start([*args, "--ckpt_path", str(ckpt)], run_dir, 1))

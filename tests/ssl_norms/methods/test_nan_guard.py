@@ -66,7 +66,7 @@ def test_lr_1e6_on_the_demo_stops_with_the_guard_message(tmp_path: Path, capsys)
 def test_simclr_refuses_a_batch_of_one_pair(tmp_path: Path, capsys) -> None:
     """batch_size 1: InfoNCE without negatives is exactly 0 and nothing learns."""
     x = torch.randn(1, IN_DIM)
-    with pytest.raises(ValueError, match="SimCLR needs at least 2 pairs per batch"):
+    with pytest.raises(ValueError, match="SimCLR needs at least 2 pairs per global batch"):
         make_method("simclr").compute_loss(x, x)
     runs = tmp_path / "runs"
     assert (
@@ -74,7 +74,7 @@ def test_simclr_refuses_a_batch_of_one_pair(tmp_path: Path, capsys) -> None:
         == 1
     )
     err = capsys.readouterr().err
-    assert "SimCLR needs at least 2 pairs per batch" in err and "batch_size" in err
+    assert "SimCLR needs at least 2 pairs per global batch" in err and "batch_size" in err
 
 
 @pytest.mark.parametrize("power", [-1.0, 3.0, 1e6])

@@ -172,3 +172,41 @@ def test_accumulated_micro_batches_are_averaged_not_summed() -> None:
             p -= 0.1 * g
     for (name, p), q in zip(reference.named_parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _fit_lrs(tmp_path, max_epochs: int, ckpt=None, **kwargs) -> tuple[list[float], object]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    record = RecordSteps()
+    model = make_method("simclr", lr=0.3, warmup_epochs=1, **kwargs)
+    trainer = tiny_trainer(
+        max_epochs=max_epochs,
+        enable_checkpointing=True,
+        default_root_dir=tmp_path,
+        callbacks=[record, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+    )
+    trainer.fit(model, datamodule=TinyDataModule(n=32, batch_size=8), ckpt_path=ckpt)
+    return [lrs["backbone"] for lrs in record.lrs], model
+
+
+def test_schedule_epochs_stops_early_and_resumes_on_one_schedule(tmp_path):
+    """Epochs 0-1 of a 4-epoch schedule, then resumed to 4: the lr of an uninterrupted run."""
+    full, _ = _fit_lrs(tmp_path / "full", 4)
+    first, _ = _fit_lrs(tmp_path / "part", 2, schedule_epochs=4)
+    rest, _ = _fit_lrs(
+        tmp_path / "part", 4, ckpt=str(tmp_path / "part" / "ckpt" / "last.ckpt"), schedule_epochs=4
+    )
+    assert first + rest == pytest.approx(full, rel=1e-12) and len(full) == 16
+    total, warmup = 16, 4
+    assert full == pytest.approx(
+        [0.3 * expected_multiplier(s, total, warmup, 1e-3) for s in range(16)]
+    )
+
+
+def test_a_resume_with_a_longer_run_follows_the_config_and_warns(tmp_path):
+    """Without schedule_epochs the schedule spans trainer.max_epochs of THIS run; a resume that
+    extends it uses the new length (what the config says) and says the lr jumps."""
+    _fit_lrs(tmp_path, 2)
+    with pytest.warns(UserWarning, match=r"resuming on a schedule of 16 optimizer steps .* had 8"):
+        rest, _ = _fit_lrs(tmp_path, 4, ckpt=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert rest == pytest.approx([0.3 * expected_multiplier(s, 16, 4, 1e-3) for s in range(8, 16)])
