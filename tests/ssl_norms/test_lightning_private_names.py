@@ -37,6 +37,14 @@ PRIVATE = [
      "ssl_norms/lightning_cli.py: clean up a run folder when a run fails early"),
     ("cloud_io", "_load",
      "ssl_norms/methods/base.py: read a checkpoint from any fsspec path, as Lightning does"),
+    ("cli", "_parse_ckpt_path",
+     "ssl_norms/lightning_cli.py: overridden so that --ckpt_path never replaces the config's model"),
+    ("csv_writer", "_check_log_dir_exists",
+     "ssl_norms/loggers.py: overridden to keep (and repair) metrics.csv on resume"),
+    ("csv_writer", "_rewrite_with_new_header",
+     "ssl_norms/loggers.py: overridden to rewrite metrics.csv atomically"),
+    ("csv_logger", "_experiment", "ssl_norms/loggers.py: the CSV logger's writer, made ours"),
+    ("csv_logger", "_fs", "ssl_norms/loggers.py: the CSV logger's file system"),
     ("module", "_trainer",
      "ssl_norms/methods/base.py: the trainer or None (LightningModule.trainer raises when detached)"),
 ]  # fmt: skip
@@ -49,6 +57,16 @@ def _owner(name: str):
         return hparams_mixin
     if name == "cli":
         return LightningCLI
+    if name == "csv_writer":
+        from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+        return ExperimentWriter
+    if name == "csv_logger":
+        import tempfile
+
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(tempfile.mkdtemp())
     if name == "cloud_io":
         from lightning.fabric.utilities import cloud_io
 
@@ -96,3 +114,26 @@ def test_every_private_name_used_in_the_package_is_listed():
                 found.setdefault(name, str(path.relative_to(REPO)))
     unlisted = {n: f for n, f in found.items() if n not in listed}
     assert not unlisted, f"private Lightning names used but not listed in this test: {unlisted}"
+
+
+def test_every_private_lightning_method_we_override_is_listed():
+    """Overriding a private method is a dependency too: if Lightning renames it, our override
+    silently stops being called (e.g. --ckpt_path would replace the config's model again)."""
+    import importlib
+
+    listed = {attribute for _, attribute, _ in PRIVATE}
+    overrides = {}
+    for module_name in ("ssl_norms.lightning_cli", "ssl_norms.loggers", "ssl_norms.checkpoint_io"):
+        module = importlib.import_module(module_name)
+        for cls in vars(module).values():
+            if not isinstance(cls, type) or cls.__module__ != module_name:
+                continue
+            lightning_bases = [b for b in cls.__mro__[1:] if b.__module__.startswith("lightning")]
+            for attribute in vars(cls):
+                if attribute.startswith("_") and not attribute.startswith("__"):
+                    if any(attribute in vars(b) for b in lightning_bases):
+                        overrides[f"{cls.__name__}.{attribute}"] = attribute
+    overrides = {k: v for k, v in overrides.items() if v != "_abc_impl"}
+    assert {"SSLNormsCLI._parse_ckpt_path", "SSLNormsCLI._instantiate_trainer"} <= set(overrides)
+    unlisted = sorted(k for k, v in overrides.items() if v not in listed)
+    assert not unlisted, f"private Lightning methods overridden but not listed: {unlisted}"
