@@ -1,4 +1,4 @@
-"""LightningDataModules and SSL augmentations (DESIGN §3-4, docs/contract.md).
+"""LightningDataModules and SSL augmentations (docs/contract.md, docs/definitions.md).
 
 ``SSLDataModule`` is the base class; ``CIFAR10DataModule``, ``CIFAR100DataModule``,
 ``Flowers102DataModule``, ``ImageNet100DataModule`` and ``LatentClassesDataModule`` are its

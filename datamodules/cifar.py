@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100, balanced or exponentially imbalanced (DESIGN §3, paper Sec. 6).
+"""CIFAR-10 / CIFAR-100, balanced or exponentially imbalanced (paper Sec. 6; docs/definitions.md).
 
 Accepted layouts under ``data_dir`` (detected in this order):
 - torchvision pickles: ``cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``,
@@ -127,7 +127,7 @@ class _CIFARDataModule(SSLDataModule):
             seed: seeds shuffle and augmentations (reproducible epochs).
             download: fetch with torchvision when missing (needs internet).
             ood: OOD sets, name -> folder, served un-augmented at 32 px.
-            imbalance: ``"none"`` or ``"exponential"`` (DESIGN §3).
+            imbalance: ``"none"`` or ``"exponential"`` (docs/definitions.md).
             imbalance_factor: the exponential base; None = the paper's value (1.5 for
                 CIFAR-10, 1.034 for CIFAR-100).
             train_subset: first N images per class of the SSL training set (after imbalance).

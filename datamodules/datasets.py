@@ -1,6 +1,6 @@
 """Datasets behind the loaders: decoded image sets, two-view training sets, eval sets.
 
-Reproducibility (issue 3): the two views of sample ``i`` in epoch ``e`` are drawn with torch's
+Reproducibility: the two views of sample ``i`` in epoch ``e`` are drawn with torch's
 generator seeded from ``sample_seed(seed, e, i)`` inside ``torch.random.fork_rng``, so they
 depend neither on the number of workers, nor on the batch composition, nor on the global
 RNG, which they leave untouched. The epoch lives in a shared-memory tensor that

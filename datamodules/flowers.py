@@ -1,4 +1,4 @@
-"""Oxford Flowers102, the paper's long-tailed protocol (DESIGN §3, paper Sec. 6).
+"""Oxford Flowers102, the paper's long-tailed protocol (paper Sec. 6; docs/definitions.md).
 
 SSL training and the k-NN memory bank use the official ``test`` split (6,149 images,
 naturally long-tailed); evaluation uses ``val`` (1,020). Images are decoded once and resized

@@ -1,4 +1,4 @@
-"""The exponentially imbalanced split and per-class subsets (DESIGN §3, paper Sec. 6)."""
+"""The exponentially imbalanced split and per-class subsets (paper Sec. 6; docs/definitions.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Latent classes as a DataModule (paper Sec. 4.2 / Appendix B.2, DESIGN §5).
+"""Latent classes as a DataModule (paper Sec. 4.2 / Appendix B.2).
 
 A fixed pool is drawn once by ``ssl_norms.simulate.latent_classes.sample_latent_classes``
 (one call, so train and eval share the class centres and the generating matrix). The two

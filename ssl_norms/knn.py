@@ -1,4 +1,4 @@
-"""Weighted k-nearest-neighbour classifier on cosine similarity (DESIGN §3).
+"""Weighted k-nearest-neighbour classifier on cosine similarity (docs/definitions.md).
 
 For a query q and the k bank features b_j with the largest cosine similarity s_j,
 ``score_c = sum_j exp(s_j / T) [y_j = c]`` and the prediction is ``argmax_c score_c``
@@ -282,9 +282,9 @@ def knn_predict(
     backend: Backend = "auto",
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted k-NN predictions ``[M]`` (int64) and class scores ``[M, C]`` (DESIGN §3).
+    """Weighted k-NN predictions ``[M]`` (int64) and class scores ``[M, C]`` (docs/definitions.md).
 
-    The returned scores are ``sum_j exp((s_j - 1) / T) [y_j = c]``: DESIGN §3's scores times
+    The returned scores are ``sum_j exp((s_j - 1) / T) [y_j = c]``: the formula's scores (docs/definitions.md) times
     the constant ``exp(-1/T)``, which keeps them finite for small temperatures (s_j <= 1)
     and changes neither the ranking nor the prediction. ``num_classes`` defaults to
     ``max(train_labels) + 1``; ``chunk_size`` (torch backend) is the number of queries per

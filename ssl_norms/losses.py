@@ -1,4 +1,4 @@
-"""SSL losses as small pure functions (DESIGN §3, paper Eq. (1) and Sec. 4.2).
+"""SSL losses as small pure functions (paper Eq. (1) and Sec. 4.2; docs/definitions.md).
 
 All of them take embeddings that are NOT yet normalised: they normalise internally, so the
 gradient reaching ``z`` carries the 1/||z|| factor of Proposition 3.1.
@@ -135,5 +135,5 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 def symmetric_negative_cosine(
     p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor
 ) -> torch.Tensor:
-    """1/2 [ -cos(p1, sg(z2)) - cos(p2, sg(z1)) ] (DESIGN §3, SimSiam and BYOL)."""
+    """1/2 [ -cos(p1, sg(z2)) - cos(p2, sg(z1)) ] (SimSiam and BYOL; docs/definitions.md)."""
     return 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))

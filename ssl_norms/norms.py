@@ -1,4 +1,4 @@
-"""Embedding-norm quantities (DESIGN §3)."""
+"""Embedding-norm quantities (docs/definitions.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Learning-rate and EMA schedules as pure functions of the optimizer step (DESIGN §3).
+"""Learning-rate and EMA schedules as pure functions of the optimizer step (docs/definitions.md).
 
 The learning rate is ``base_lr x warmup_cosine(step, ...)``: a multiplier, so the base
 rate is never applied twice (the authors' code multiplied an absolute rate by the base
-rate again, DESIGN §4). ``step`` counts OPTIMIZER steps, which keeps the schedule right
+rate again, docs/definitions.md). ``step`` counts OPTIMIZER steps, which keeps the schedule right
 under gradient accumulation: Lightning steps an ``interval: "step"`` scheduler once per
 optimizer step, not per micro-batch.
 """

@@ -1,4 +1,4 @@
-"""The SSL LightningModules (DESIGN §2-4, docs/contract.md).
+"""The SSL LightningModules (docs/contract.md, docs/definitions.md).
 
 ``SimCLR``, ``SimSiam`` and ``BYOL`` derive from ``SSLMethod``, which holds the backbone,
 cut-initialisation, GradScale, the optimizer (SGD or LARS) and the warm-up + cosine

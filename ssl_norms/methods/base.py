@@ -1,4 +1,4 @@
-"""The base LightningModule of the SSL methods (DESIGN §2-4, docs/contract.md).
+"""The base LightningModule of the SSL methods (docs/contract.md, docs/definitions.md).
 
 ``SSLMethod`` owns what SimCLR, SimSiam and BYOL share: the backbone, cut-initialisation,
 the GradScale power, the optimizer (SGD or LARS, optional weight-decay exclusion of
@@ -97,8 +97,8 @@ class SSLMethod(LightningModule):
             returning features [N, f], e.g. ``ssl_norms.models.ResNet``.
         backbone_width: ResNet base width (64 standard, 16 for CPU runs), ConvNet first
             width, or MLP hidden width.
-        cifar_stem: 3x3 stride-1 stem without max-pool (32 px images, DESIGN §4).
-        zero_init_residual: residual branches start at zero (DESIGN §4).
+        cifar_stem: 3x3 stride-1 stem without max-pool (32 px images, paper Appendix C.1).
+        zero_init_residual: residual branches start at zero (paper Appendix C.1).
         backbone_in_dim: input dimension of the ``"mlp"`` backbone (64 for latent classes).
         backbone_out_dim: feature dimension of a module backbone without an ``out_dim``.
         optimizer: ``"sgd"`` (momentum) or ``"lars"``.
@@ -115,10 +115,10 @@ class SSLMethod(LightningModule):
             ``None`` uses the trainer's ``max_epochs`` (or ``max_steps``). Set it to stop a
             run early and resume it later on the same schedule: epoch 100 of a 500-epoch
             schedule, then on to 500 (the paper reports both from one run, Table S2).
-        min_lr_ratio: final learning rate as a fraction of ``lr`` (DESIGN §4: 1e-3).
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (paper App. C.1: 1e-3).
         cut_constant: cut-initialisation constant c (paper Sec. 6): every parameter of
             the network is divided by c once, at construction. 1 disables it.
-        gradscale_power: GradScale power p (paper Sec. 6, DESIGN §3); 0 disables it.
+        gradscale_power: GradScale power p (paper Sec. 6; docs/definitions.md); 0 disables it.
         check_finite: stop with a clear error when the loss or the gradients stop being
             finite, or the embedding norms overflow, before the optimizer step (so no
             checkpoint holds NaN weights).
@@ -238,7 +238,7 @@ class SSLMethod(LightningModule):
         raise NotImplementedError
 
     def compute_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> StepOutput:
-        """Loss of a pair of views, with GradScale applied where DESIGN §3 places it."""
+        """Loss of a pair of views, with GradScale applied where the paper places it (Sec. 6; docs/definitions.md)."""
         raise NotImplementedError
 
     def param_groups(self) -> dict[str, ParamGroup]:
@@ -258,7 +258,7 @@ class SSLMethod(LightningModule):
 
         Subclasses call it once, at the end of ``__init__``. It is never called on resume:
         loading a checkpoint overwrites the already-cut constructor weights with the saved
-        ones, so the cut is not applied twice (the authors' code re-applied it, DESIGN §4).
+        ones, so the cut is not applied twice (the authors' code re-applied it, docs/definitions.md).
         """
         if self._cut_done:
             raise RuntimeError("cut-initialisation was already applied to this module")
@@ -316,7 +316,7 @@ class SSLMethod(LightningModule):
         return self.backbone(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Loss-space embedding z before normalisation (DESIGN §2)."""
+        """Loss-space embedding z before normalisation (docs/contract.md)."""
         return self.project(self.backbone(x))
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:

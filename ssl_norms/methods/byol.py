@@ -1,4 +1,4 @@
-"""BYOL (Grill et al. 2020) with cut-initialisation and GradScale (DESIGN §3-4)."""
+"""BYOL (Grill et al. 2020) with cut-initialisation and GradScale (paper Appendix C.1; docs/definitions.md)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ __all__ = ["BYOL"]
 class BYOL(SSLMethod):
     """BYOL: the online predictor regresses an EMA target's projection of the other view.
 
-    Loss 1/2 [ -cos(p1, sg(t2)) - cos(p2, sg(t1)) ] (DESIGN §3), heads as SimSiam
-    (DESIGN §4). The target (backbone + projector) is an exponential moving average of the
+    Loss 1/2 [ -cos(p1, sg(t2)) - cos(p2, sg(t1)) ] (docs/definitions.md), heads as SimSiam
+    (paper Appendix C.1). The target (backbone + projector) is an exponential moving average of the
     online network, ``target = tau * target + (1 - tau) * online`` after every OPTIMIZER
     step (not per micro-batch), with ``tau`` going from ``base_tau`` to 1 along a cosine
     over the training steps (``ssl_norms.schedules.byol_tau``). The target takes no
@@ -33,9 +33,9 @@ class BYOL(SSLMethod):
         projector_dim: width and output dimension of the projector.
         projector_layers: number of Linear + BN layers of the projector.
         predictor_hidden_dim: bottleneck width of the predictor.
-        base_tau: the EMA decay at the first step (DESIGN §4: 0.99).
-        lr: base learning rate (DESIGN §4: 0.2 for a 1,024 batch).
-        weight_decay: DESIGN §4: 5e-4.
+        base_tau: the EMA decay at the first step (paper App. C.1: 0.99).
+        lr: base learning rate (paper App. C.1: 0.2 for a 1,024 batch).
+        weight_decay: paper App. C.1: 5e-4.
         **kwargs: the other arguments of :class:`~ssl_norms.methods.SSLMethod`.
     """
 
@@ -53,7 +53,9 @@ class BYOL(SSLMethod):
         if not 0.0 <= base_tau <= 1.0:
             raise ValueError(f"base_tau must be in [0, 1], got {base_tau}")
         self.base_tau = base_tau
-        self.projector = SimSiamProjector(self.feature_dim, projector_dim, projector_layers)
+        self.projector = SimSiamProjector(
+            self.feature_dim, projector_dim, projector_layers, output_affine=True
+        )
         self.predictor = Predictor(projector_dim, predictor_hidden_dim, projector_dim)
         self.apply_cut_init()
         # The target starts as an exact copy of the (cut) online network.

@@ -1,4 +1,4 @@
-"""SimCLR (Chen et al. 2020) with cut-initialisation and GradScale (paper Sec. 6, DESIGN §3-4)."""
+"""SimCLR (Chen et al. 2020) with cut-initialisation and GradScale (paper Sec. 6, Appendix C.1; docs/definitions.md)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ __all__ = ["SimCLR"]
 class SimCLR(SSLMethod):
     """SimCLR: InfoNCE (NT-Xent) between the projector outputs of two views.
 
-    ``z`` is the projector output (Linear-ReLU-Linear, no output BatchNorm: DESIGN §4);
+    ``z`` is the projector output (Linear-ReLU-Linear, no output BatchNorm: paper Appendix C.1);
     GradScale acts on both projector outputs just before the loss normalises them.
-    Defaults follow DESIGN §4 (lr 0.6, weight decay 1e-6, temperature 0.5).
+    Defaults follow paper Appendix C.1 (lr 0.6, weight decay 1e-6, temperature 0.5).
 
     Args:
         projector_hidden_dim: hidden width of the projector.
         projector_out_dim: dimension of z (paper: 256; the authors' runs used 128).
         projector_hidden_batch_norm: BatchNorm on the projector's hidden layer (never on
             its output).
-        temperature: InfoNCE temperature (DESIGN §3: 0.5 on CIFAR).
+        temperature: InfoNCE temperature (docs/definitions.md: 0.5 on CIFAR).
         **kwargs: the backbone, optimizer, schedule, ``cut_constant`` and
             ``gradscale_power`` arguments of :class:`~ssl_norms.methods.SSLMethod`.
     """

@@ -1,4 +1,4 @@
-"""SimSiam (Chen & He 2021) with cut-initialisation and GradScale (paper Sec. 6, DESIGN §3-4)."""
+"""SimSiam (Chen & He 2021) with cut-initialisation and GradScale (paper Sec. 6, Appendix C.1; docs/definitions.md)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ __all__ = ["SimSiam"]
 
 
 class SimSiam(SSLMethod):
-    """SimSiam: 1/2 [ -cos(p1, sg(z2)) - cos(p2, sg(z1)) ] (DESIGN §3).
+    """SimSiam: 1/2 [ -cos(p1, sg(z2)) - cos(p2, sg(z1)) ] (docs/definitions.md).
 
-    Projector 3 x (Linear + BN), predictor 2048-512-2048 (DESIGN §4). The loss-space
+    Projector 3 x (Linear + BN), predictor 2048-512-2048 (paper Appendix C.1). The loss-space
     embedding ``z`` of the contract is the PREDICTOR output (the space of the paper's
     theory); GradScale acts on it. The predictor is trained at a fixed learning rate in
     its own parameter group ``"predictor"``, outside the schedule (Chen & He 2021, Sec. 4.3).
@@ -27,9 +27,9 @@ class SimSiam(SSLMethod):
         projector_layers: number of Linear + BN layers of the projector.
         predictor_hidden_dim: bottleneck width of the predictor.
         predictor_lr: the predictor's fixed learning rate; ``None`` uses ``lr``.
-        lr: base learning rate (DESIGN §4: 0.2 for a 1,024 batch).
-        weight_decay: DESIGN §4: 5e-4.
-        nesterov: DESIGN §4: Nesterov momentum.
+        lr: base learning rate (paper App. C.1: 0.2 for a 1,024 batch).
+        weight_decay: paper App. C.1: 5e-4.
+        nesterov: paper App. C.1: Nesterov momentum.
         **kwargs: the other arguments of :class:`~ssl_norms.methods.SSLMethod`.
     """
 

@@ -1,4 +1,4 @@
-"""Projection and prediction heads (DESIGN §4)."""
+"""Projection and prediction heads (paper Appendix C.1; docs/definitions.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ __all__ = ["SimCLRProjector", "SimSiamProjector", "Predictor"]
 
 
 class SimCLRProjector(nn.Sequential):
-    """Linear - ReLU - Linear, with NO BatchNorm on the output (DESIGN §4).
+    """Linear - ReLU - Linear, with NO BatchNorm on the output (docs/definitions.md).
 
     An output BatchNorm would pin ||z|| near sqrt(dim) x its scale and hide the norm
     effects that the paper studies. ``hidden_batch_norm`` adds BN on the hidden layer only.
@@ -30,17 +30,27 @@ class SimCLRProjector(nn.Sequential):
 
 
 class SimSiamProjector(nn.Sequential):
-    """``num_layers`` x (Linear + BatchNorm), ReLU between them (SimSiam, DESIGN §4)."""
+    """``num_layers`` x (Linear + BatchNorm), ReLU between them (SimSiam, paper Appendix C.1).
 
-    def __init__(self, in_dim: int, dim: int = 2048, num_layers: int = 3) -> None:
+    The output BatchNorm has no affine parameters by default, as in SimSiam's reference
+    implementation (Chen & He 2021); BYOL keeps them (``output_affine=True``).
+    """
+
+    def __init__(
+        self, in_dim: int, dim: int = 2048, num_layers: int = 3, output_affine: bool = False
+    ) -> None:
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         prev = in_dim
         for i in range(num_layers):
+            last = i == num_layers - 1
             # The bias is redundant before BatchNorm.
-            layers += [nn.Linear(prev, dim, bias=False), nn.BatchNorm1d(dim)]
-            if i < num_layers - 1:
+            layers += [
+                nn.Linear(prev, dim, bias=False),
+                nn.BatchNorm1d(dim, affine=output_affine or not last),
+            ]
+            if not last:
                 layers.append(nn.ReLU(inplace=True))
             prev = dim
         super().__init__(*layers)

@@ -14,7 +14,7 @@ Then gradient descent with learning rate ``lr`` (paper: 10) on the embeddings ``
 themselves minimises ``-mean_i cos(x1_i, x2_i)`` until the mean cosine similarity
 exceeds ``threshold`` (paper: 0.999); the number of steps is Figure 2a's y axis.
 
-**Mean, not sum.** The loss is the MEAN over pairs (DESIGN §5; B.1 judges convergence by
+**Mean, not sum.** The loss is the MEAN over pairs (Appendix B.1 judges convergence by
 the average cosine similarity; the authors' notebook uses ``torch.mean``). So each pair
 moves with learning rate ``lr / n_pairs`` = 0.02: by Proposition 3.1 one step turns x2 by
 about ``(lr / n_pairs) sin(phi) / ||x2||^2`` radians, the steps are small, and the count

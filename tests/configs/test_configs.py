@@ -116,9 +116,7 @@ def commands() -> list[list[str]]:
     if importlib.util.find_spec("callbacks") is None or not hasattr(
         importlib.import_module("callbacks"), "KNNMonitor"
     ):
-        pytest.skip(
-            "the callbacks package (issue 5) is not there yet: the shipped configs need its monitors"
-        )
+        pytest.skip("the callbacks package is not there: the shipped configs need its monitors")
     return readme_commands((CONFIGS / "README.md").read_text())
 
 
@@ -157,7 +155,7 @@ def test_every_documented_command_composes(commands: list[list[str]]) -> None:
 
 
 def test_paper_defaults_in_the_bases() -> None:
-    """DESIGN §4, read from the files (a typo in a base would go unnoticed otherwise)."""
+    """The paper's defaults (docs/definitions.md), read from the files (a typo in a base would go unnoticed otherwise)."""
     simclr = yaml.safe_load((CONFIGS / "base/simclr.yaml").read_text())
     simsiam = yaml.safe_load((CONFIGS / "base/simsiam.yaml").read_text())
     byol = yaml.safe_load((CONFIGS / "base/byol.yaml").read_text())

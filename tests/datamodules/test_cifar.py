@@ -1,4 +1,4 @@
-"""CIFAR DataModules: the exponential split (DESIGN §3), both on-disk layouts, errors."""
+"""CIFAR DataModules: the exponential split (docs/definitions.md), both on-disk layouts, errors."""
 
 from __future__ import annotations
 

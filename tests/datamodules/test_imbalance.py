@@ -1,4 +1,4 @@
-"""The exponential split's counts and the first-n-per-class selection (DESIGN §3)."""
+"""The exponential split's counts and the first-n-per-class selection (docs/definitions.md)."""
 
 from __future__ import annotations
 

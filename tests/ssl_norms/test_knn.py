@@ -1,4 +1,4 @@
-"""ssl_norms.knn against a float64 brute-force reference (DESIGN §3; issue 5 tests)."""
+"""ssl_norms.knn against a float64 brute-force reference (docs/definitions.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_matches_float64_reference(backend, k):
     ref_pred, ref_scores = reference(bank, y, queries, k, t, 5)
     pred, scores = knn_predict(bank, y, queries, k=k, temperature=t, num_classes=5, backend=backend)
     assert torch.equal(pred, ref_pred)
-    # Returned scores are DESIGN §3's times exp(-1/T) (kept finite for small T).
+    # Returned scores are the formula's times exp(-1/T) (kept finite for small T).
     torch.testing.assert_close(scores.double() * math.exp(1 / t), ref_scores, rtol=1e-4, atol=1e-6)
 
 

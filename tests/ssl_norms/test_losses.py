@@ -1,4 +1,4 @@
-"""The losses against explicit float64 loop implementations (DESIGN §3)."""
+"""The losses against explicit float64 loop implementations (docs/definitions.md)."""
 
 from __future__ import annotations
 

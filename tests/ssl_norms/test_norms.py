@@ -1,4 +1,4 @@
-"""The effective learning rate lr * ||z_i||^(p - 2) (DESIGN §3, Theorem 3.4)."""
+"""The effective learning rate lr * ||z_i||^(p - 2) (Theorem 3.4; docs/definitions.md)."""
 
 from __future__ import annotations
 

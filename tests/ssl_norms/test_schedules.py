@@ -1,4 +1,4 @@
-"""Pure schedule functions (DESIGN §3) against hand-computed values."""
+"""Pure schedule functions (docs/definitions.md) against hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The module/callback contract (DESIGN §2, docs/contract.md) for SimCLR, SimSiam and BYOL."""
+"""The module/callback contract (docs/contract.md) for SimCLR, SimSiam and BYOL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cut-initialisation (DESIGN §3): once at construction, exactly 1/c, never again on resume."""
+"""Cut-initialisation (docs/definitions.md): once at construction, exactly 1/c, never again on resume."""
 
 from __future__ import annotations
 

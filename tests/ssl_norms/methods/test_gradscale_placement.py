@@ -1,4 +1,4 @@
-"""GradScale placement (DESIGN §3): the gradient arriving at z is ||z_i||^p x the default, row by row.
+"""GradScale placement (docs/definitions.md): the gradient arriving at z is ||z_i||^p x the default, row by row.
 
 Runs in float64. The default (p = 0) gradient is also checked against the gradient of an
 independently written float64 loss, so the test checks the loss as well as the scaling.

@@ -1,4 +1,4 @@
-"""Exact resume (issue 4, item 5): kill a run, resume from last.ckpt, get the uninterrupted weights."""
+"""Exact resume: kill a run, resume from last.ckpt, get the uninterrupted weights."""
 
 from __future__ import annotations
 

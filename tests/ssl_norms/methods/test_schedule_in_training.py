@@ -151,7 +151,7 @@ def test_byol_tau_schedule_and_ema_target(accumulate: int) -> None:
 
 def test_accumulated_micro_batches_are_averaged_not_summed() -> None:
     """One optimizer step over 2 micro-batches = one SGD step on the mean of their gradients
-    (the authors' accumulation summed them, DESIGN §4)."""
+    (the authors' accumulation summed them, docs/definitions.md)."""
     import copy
 
     torch.manual_seed(0)

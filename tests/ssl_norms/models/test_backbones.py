@@ -1,4 +1,4 @@
-"""Backbones and heads (DESIGN §4)."""
+"""Backbones and heads (paper Appendix C.1)."""
 
 from __future__ import annotations
 

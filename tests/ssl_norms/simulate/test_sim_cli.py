@@ -59,7 +59,7 @@ def test_missing_out_is_a_usage_error():
 
 
 def test_simulate_never_imports_lightning(tmp_path):
-    """``ssl-norms simulate`` stays light (DESIGN §6: lightning costs seconds to import)."""
+    """``ssl-norms simulate`` stays light (importing lightning costs seconds)."""
     code = (
         "import sys; from ssl_norms.cli import main; "
         f"assert main(['simulate', 'aparametric', '--out', {str(tmp_path)!r}, '--quick', '--seeds', '0']) == 0; "
