@@ -34,12 +34,10 @@ from callbacks._gather import sync_buffers_from_rank_zero
 from callbacks._lightning import can_stop_early, last_batch_of_epoch
 from callbacks._logging import log_epoch_metrics, log_step
 from callbacks._wandb import define_epoch_metrics
+from ssl_norms.inference import REFERENCE_KEY
 from ssl_norms.norms import embedding_norms
 
 __all__ = ["EvalFeatures", "EvalMonitor", "EvaluationPass", "REFERENCE_KEY", "split_kind"]
-
-#: Checkpoint key of the bank's sorted norms (read by ``ssl_norms.inference``).
-REFERENCE_KEY = "ssl_norms_reference_norms"
 
 
 def split_kind(name: str) -> str:
@@ -200,12 +198,6 @@ class EvaluationPass(Callback):
 
     # -- monitors -------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
-        passes = [cb for cb in trainer.callbacks if isinstance(cb, EvaluationPass)]
-        if len(passes) > 1:
-            raise ValueError(
-                f"trainer.callbacks has {len(passes)} EvaluationPass callbacks: keep one (it "
-                "runs the evaluation for every monitor)"
-            )
         found = [cb for cb in trainer.callbacks if isinstance(cb, EvalMonitor)]
         # Providers of shared results (the k-NN predictions) compute first.
         self.monitors = sorted(found, key=lambda m: not m.provides)
