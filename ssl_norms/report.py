@@ -207,7 +207,7 @@ def write_report(
     num_classes = int(max(bank["y"].max(), evals["y"].max())) + 1
     pred, _ = knn_predict(
         bank["h"], bank["y"], evals["h"], k=knn["k"], temperature=knn["temperature"],
-        num_classes=num_classes, backend="torch",
+        num_classes=num_classes, backend="auto",
     )  # fmt: skip
     correct = pred.cpu() == evals["y"]
     eval_norms = evals["z_norm"]

@@ -1,4 +1,4 @@
-"""EffectiveLRMonitor equals the closed form lr * ||z_i||^(p-2) (DESIGN §3, Theorem 3.4)."""
+"""EffectiveLRMonitor equals the closed form lr * ||z_i||^(p-2) (paper Section 3, Theorem 3.4)."""
 
 from __future__ import annotations
 
