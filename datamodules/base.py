@@ -8,7 +8,8 @@ serves the loaders:
   GLOBAL batch of one micro-step; a ``GlobalBatchSampler`` draws one permutation per
   (seed, epoch), cuts it into global batches (whole optimizer steps only) and gives each
   of the W processes its ``batch_size / W`` rows of every one, so training does not depend
-  on W (docs/distributed.md).
+  on W (docs/distributed.md). With ``augment_on="device"`` it yields ``(uint8 images, y,
+  idx)`` instead and ``on_after_batch_transfer`` makes the views on the model's device.
 - ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
   un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
   (shuffle off, padded with duplicates that callbacks drop by ``idx``).
@@ -27,7 +28,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.datasets import EvalDataset, ImageSet, TwoViewDataset
+from datamodules.batch_augment import BatchAugment
+from datamodules.datasets import EvalDataset, ImageSet, RawImageDataset, TwoViewDataset
 from datamodules.imbalance import first_n_per_class
 from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
@@ -35,9 +37,12 @@ from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, o
 from datamodules.sampler import GlobalBatchSampler
 from datamodules.transforms import (
     IMAGENET_STATS,
+    METHODS,
     AugmentationConfig,
+    AugmentationSpec,
     eval_transform,
-    ssl_augmentation,
+    resolve_augmentation,
+    two_view_augmentation,
 )
 
 __all__ = ["SSLDataModule"]
@@ -64,9 +69,20 @@ class SSLDataModule(LightningDataModule):
         train_subset: keep the first N images per class of the SSL training set (after any
             imbalance), for CPU-sized runs. None keeps all.
         eval_subset: keep the first N images per class of the eval split and of each OOD set.
-        augmentation: a preset name (``transforms.PRESETS``) or a full ``AugmentationConfig``.
+        augmentation: ``"auto"`` (the preset of the method the Trainer runs, at this image
+            size; SimCLR's without a Trainer), a preset name (``simclr``, ``simsiam``,
+            ``byol``: applied at this image size), one ``AugmentationConfig`` for both views,
+            or a pair of them (view 1, view 2). Presets: ``datamodules/README.md``.
         cache_dir: optional folder for decoded-image caches (never the data folder).
+        augment_on: where the training views are made. ``"loader"``: per image, in the
+            loader workers (torchvision); the loader yields ``([view1, view2], y, idx)``.
+            ``"device"``: the loader yields ``(uint8 images [B, 3, H, W], y, idx)`` and
+            ``on_after_batch_transfer`` augments the whole batch on the model's device
+            (``datamodules.batch_augment``, kornia), same recipe and contract. Needs the
+            training images in memory as one uint8 tensor (not ImageNet-100).
     """
+
+    _size_option = "train_subset"  # the argument that gives more training samples (messages)
 
     #: Set by subclasses.
     num_classes: int = 0
@@ -88,8 +104,9 @@ class SSLDataModule(LightningDataModule):
         ood: dict[str, str] | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
+        augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
+        augment_on: Literal["loader", "device"] = "loader",
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -109,10 +126,14 @@ class SSLDataModule(LightningDataModule):
         self.ood = dict(ood or {})
         self.train_subset = train_subset
         self.eval_subset = eval_subset
-        ssl_augmentation(augmentation)  # a bad preset or probability fails here, not mid-run
+        resolve_augmentation(augmentation, 32)  # a bad preset or field fails here, not mid-run
         self.augmentation = augmentation
         self.cache_dir = cache_dir
-        self._train: TwoViewDataset | None = None
+        if augment_on not in ("loader", "device"):
+            raise ValueError(f"augment_on must be 'loader' or 'device', got {augment_on!r}")
+        self.augment_on = augment_on
+        self._batch_augment: BatchAugment | None = None
+        self._train: TwoViewDataset | RawImageDataset | None = None
         self._bank: Dataset | None = None
         self._eval: Dataset | None = None
         self._ood: dict[str, Dataset] = {}
@@ -139,9 +160,32 @@ class SSLDataModule(LightningDataModule):
         """The module's one missing-data error (folder, layouts, fix), plus ``note``."""
         return missing_data_error(type(self).__name__, self.data_dir, [], note=note)
 
-    def train_transform(self) -> Callable:
+    @property
+    def augmentation_views(self) -> tuple[AugmentationConfig, AugmentationConfig]:
+        """The (view 1, view 2) recipe in use: ``augmentation`` resolved at ``image_size`` for
+        the method the Trainer runs (``"auto"``)."""
+        return resolve_augmentation(self.augmentation, self.image_size, self._method())
+
+    def _method(self) -> str | None:
+        """``simclr``/``simsiam``/``byol`` when the Trainer runs one of them (or a subclass)."""
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer else None
+        names = [c.__name__.lower() for c in type(model).__mro__] if model is not None else []
+        return next((name for name in names if name in METHODS), None)
+
+    def train_transform(self) -> tuple[Callable, Callable]:
+        """The per-image (view 1, view 2) pipelines of ``augment_on="loader"``."""
         mean, std = self.stats
-        return ssl_augmentation(self.augmentation, self.image_size, mean, std)
+        return two_view_augmentation(self.augmentation_views, self.image_size, mean, std)
+
+    def _set_augmentation(self) -> None:
+        # Again at each setup: "auto" sees the Trainer's method only once fit attached it.
+        if isinstance(self._train, TwoViewDataset):
+            self._train.transforms = self.train_transform()
+        elif self._train is not None:
+            mean, std = self.stats
+            self._batch_augment = BatchAugment(
+                self.augmentation_views, self.image_size, mean, std, seed=self.seed
+            )
 
     def eval_transform(self, resize: bool | None = None) -> Callable:
         mean, std = self.stats
@@ -175,6 +219,7 @@ class SSLDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train is not None:
+            self._set_augmentation()
             return
         train, evalset = self._load_splits()
         train = self._select_train(train)
@@ -186,7 +231,11 @@ class SSLDataModule(LightningDataModule):
             raise ValueError(f"{type(self).__name__}: the SSL training set is empty")
         self._class_names = train.class_names
         self._train_labels = train.labels
-        self._train = TwoViewDataset(train, self.train_transform(), seed=self.seed)
+        if self.augment_on == "device":
+            self._train = RawImageDataset(train, seed=self.seed)
+        else:
+            self._train = TwoViewDataset(train, self.train_transform(), seed=self.seed)
+        self._set_augmentation()
         self._bank = EvalDataset(train, self.eval_transform())
         self._eval = EvalDataset(evalset, self.eval_transform())
         # OOD images are stored at image_size already: no resize at transform time.
@@ -220,7 +269,7 @@ class SSLDataModule(LightningDataModule):
         return ["bank", "eval"] + [f"ood/{name}" for name in self.ood]
 
     @property
-    def train_dataset(self) -> TwoViewDataset:
+    def train_dataset(self) -> TwoViewDataset | RawImageDataset:
         self._require_setup()
         return self._train  # type: ignore[return-value]
 
@@ -251,6 +300,15 @@ class SSLDataModule(LightningDataModule):
         self._require_setup()
         ds = self._train
         trainer = self.trainer
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        step = self.batch_size * accumulate
+        if len(ds) < step:
+            raise ValueError(
+                f"{type(self).__name__}: {len(ds)} training samples make no optimizer step of "
+                f"batch_size {self.batch_size}"
+                + (f" x accumulate_grad_batches {accumulate}" if accumulate > 1 else "")
+                + f": lower batch_size or raise {self._size_option}"
+            )
         try:
             sampler = GlobalBatchSampler(
                 len(ds),
@@ -258,12 +316,21 @@ class SSLDataModule(LightningDataModule):
                 num_replicas=trainer.world_size if trainer is not None else 1,
                 rank=trainer.global_rank if trainer is not None else 0,
                 seed=self.seed,
-                accumulate=trainer.accumulate_grad_batches if trainer is not None else 1,
+                accumulate=accumulate,
                 on_epoch=ds.set_epoch,
             )
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: {error}") from None
         return self._loader(ds, sampler.per_rank, sampler=sampler, drop_last=True)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """``augment_on="device"``: the uint8 training batch, now on the model's device,
+        becomes ``([view1, view2], y, idx)`` (docs/contract.md); other batches pass as they are."""
+        images = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 3 else None
+        if self._batch_augment is None or not _is_uint8_images(images):
+            return batch
+        _, y, idx = batch
+        return self._batch_augment(images, idx, self._train.epoch), y, idx
 
     def bank_dataloader(self) -> DataLoader:
         self._require_setup()
@@ -285,6 +352,10 @@ class SSLDataModule(LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
+
+
+def _is_uint8_images(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.ndim == 4
 
 
 def _abs(folder: str) -> str:

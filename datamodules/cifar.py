@@ -26,7 +26,7 @@ from datamodules.io.decode import decode_all
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import CIFAR_FOLDERS, read_cifar_pickles
-from datamodules.transforms import CIFAR10_STATS, CIFAR100_STATS, AugmentationConfig
+from datamodules.transforms import CIFAR10_STATS, CIFAR100_STATS, AugmentationSpec
 
 __all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "cifar_present", "load_cifar_split"]
 
@@ -113,8 +113,9 @@ class _CIFARDataModule(SSLDataModule):
         imbalance_factor: float | None = None,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
+        augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
+        augment_on: Literal["loader", "device"] = "loader",
     ):
         """
         Args:
@@ -131,13 +132,16 @@ class _CIFARDataModule(SSLDataModule):
                 CIFAR-10, 1.034 for CIFAR-100).
             train_subset: first N images per class of the SSL training set (after imbalance).
             eval_subset: first N images per class of the test split and of each OOD set.
-            augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
-                ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
+            augmentation: ``"auto"`` (the preset of the method being trained), a preset name
+                (``simclr``, ``simsiam``, ``byol``), one ``AugmentationConfig`` (crop, jitter,
+                probabilities, blur, solarize) for both views, or a pair (view 1, view 2).
             cache_dir: optional folder for a cache of decoded images.
+            augment_on: ``"loader"`` (per image in the loader workers) or ``"device"``
+                (whole uint8 batches on the model's device, ``datamodules.batch_augment``).
         """
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on,
         )  # fmt: skip
         self._init_imbalance(imbalance, imbalance_factor)
         self.save_hyperparameters()

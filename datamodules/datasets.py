@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from datamodules.threads import one_thread
 
-__all__ = ["EvalDataset", "ImageSet", "TwoViewDataset", "sample_seed"]
+__all__ = ["EvalDataset", "ImageSet", "RawImageDataset", "TwoViewDataset", "sample_seed"]
 
 _M64 = (1 << 64) - 1
 
@@ -89,20 +89,59 @@ class EpochAwareDataset(Dataset):
 
 
 class TwoViewDataset(EpochAwareDataset):
-    """Training set: ``([view1, view2], y, idx)``; both views from ``transform``, seeded per sample."""
+    """Training set: ``([view1, view2], y, idx)``, seeded per sample.
 
-    def __init__(self, base: Dataset, transform: Callable, seed: int = 0):
+    ``transform`` is one callable for both views or a pair (view 1, view 2) for asymmetric
+    recipes (BYOL at 128 px). Both views are drawn from one generator seeded from
+    ``sample_seed(seed, epoch, i)``, view 1 first.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable | Sequence[Callable], seed: int = 0):
         super().__init__(base, seed)
-        self.transform = transform
+        self.transforms = _two(transform)
 
     def __getitem__(self, i: int):
         img, y = self.base[i]
+        first, second = self.transforms
         with one_thread(), torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed also queues CUDA seeding with a
             # captured stack trace, which cost more than the augmentation itself.
             torch.default_generator.manual_seed(sample_seed(self.seed, self.epoch, int(i)))
-            views = [self.transform(img), self.transform(img)]
+            views = [first(img), second(img)]
         return views, y, int(i)
+
+
+class RawImageDataset(EpochAwareDataset):
+    """Training set of ``augment_on="device"``: ``(uint8 image [3, H, W], y, idx)``.
+
+    The two views are made later, batched on the model's device, by
+    ``datamodules.batch_augment.BatchAugment`` from (seed, ``epoch``, idx): this set only
+    carries the epoch. ``base`` must hold its images as one uint8 tensor ``[N, 3, H, W]``.
+    """
+
+    def __init__(self, base: ImageSet, seed: int = 0):
+        images = getattr(base, "images", None)
+        if not (
+            isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4
+        ):
+            raise ValueError(
+                "augment_on='device' needs the training images in memory as one uint8 tensor "
+                f"[N, 3, H, W], but this data set holds {type(images).__name__} (e.g. lazily "
+                "decoded JPEGs): use augment_on='loader'"
+            )
+        super().__init__(base, seed)
+
+    def __getitem__(self, i: int):
+        return self.base.images[i], int(self.base.labels[i]), int(i)
+
+
+def _two(transform: Callable | Sequence[Callable]) -> tuple[Callable, Callable]:
+    if callable(transform):
+        return transform, transform
+    pair = tuple(transform)
+    if len(pair) != 2 or not all(callable(t) for t in pair):
+        raise ValueError("transform is one callable or a pair (view 1, view 2) of callables")
+    return pair  # type: ignore[return-value]
 
 
 class EvalDataset(Dataset):

@@ -25,7 +25,7 @@ from datamodules.io.decode import decode_all
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
 from datamodules.io.torchvision_files import read_flowers102_folder
-from datamodules.transforms import IMAGENET_STATS, AugmentationConfig
+from datamodules.transforms import IMAGENET_STATS, AugmentationSpec
 
 __all__ = ["Flowers102DataModule", "load_flowers102_split"]
 
@@ -84,10 +84,13 @@ class Flowers102DataModule(SSLDataModule):
         image_size: side of the stored and served images (paper: 128).
         train_subset: first N images per class of the SSL training set (official test split).
         eval_subset: first N images per class of the val split and of each OOD set.
-        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
-            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
+        augmentation: ``"auto"`` (the preset of the method being trained, at 128 px: with
+            blur, BYOL's views asymmetric), a preset name (``simclr``, ``simsiam``, ``byol``),
+            one ``AugmentationConfig`` for both views, or a pair (view 1, view 2).
         cache_dir: optional folder for a cache of decoded images (recommended: decoding
             the 6,149 + 1,020 JPEGs takes several seconds).
+        augment_on: ``"loader"`` (per image in the loader workers) or ``"device"`` (whole
+            uint8 batches on the model's device, ``datamodules.batch_augment``).
     """
 
     num_classes = NUM_CLASSES
@@ -105,12 +108,13 @@ class Flowers102DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
+        augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
+        augment_on: Literal["loader", "device"] = "loader",
     ):
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on,
         )  # fmt: skip
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")

@@ -18,7 +18,7 @@ from datamodules.datasets import ImageSet
 from datamodules.io.decode import EncodedImages
 from datamodules.io.locate import candidate_folders, missing_data_error
 from datamodules.io.parquet import find_split_files, read_image_parquet
-from datamodules.transforms import IMAGENET_STATS, AugmentationConfig
+from datamodules.transforms import IMAGENET_STATS, AugmentationSpec
 
 __all__ = ["HUB_REPO", "ImageNet100DataModule", "load_imagenet100_split"]
 
@@ -62,9 +62,12 @@ class ImageNet100DataModule(SSLDataModule):
         image_size: side of the served images (paper: 128).
         train_subset: first N images per class of the training split.
         eval_subset: first N images per class of the validation split and of each OOD set.
-        augmentation: a preset name (``simclr``, ``simsiam``, ``byol``) or a full
-            ``AugmentationConfig`` (crop scale, jitter, probabilities, blur, solarize).
+        augmentation: ``"auto"`` (the preset of the method being trained, at 128 px: with
+            blur, BYOL's views asymmetric), a preset name (``simclr``, ``simsiam``, ``byol``),
+            one ``AugmentationConfig`` for both views, or a pair (view 1, view 2).
         cache_dir: optional folder for decoded OOD caches.
+        augment_on: ``"loader"`` only: the images are decoded per access, so there is no
+            uint8 tensor for ``"device"`` to augment on the device.
     """
 
     num_classes = NUM_CLASSES
@@ -84,13 +87,20 @@ class ImageNet100DataModule(SSLDataModule):
         image_size: int = 128,
         train_subset: int | None = None,
         eval_subset: int | None = None,
-        augmentation: Literal["simclr", "simsiam", "byol"] | AugmentationConfig = "simclr",
+        augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
+        augment_on: Literal["loader", "device"] = "loader",
     ):
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on,
         )  # fmt: skip
+        if augment_on == "device":
+            raise ValueError(
+                "ImageNet100DataModule decodes its JPEGs per access, so there is no uint8 "
+                "image tensor for augment_on='device' to augment on the device: use "
+                "augment_on='loader' (several num_workers)"
+            )
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self.image_size = image_size

@@ -95,6 +95,8 @@ class LatentClassesDataModule(SSLDataModule):
             ``ood_classes``); accepted only to give a clear error.
     """
 
+    _size_option = "n_train"
+
     image_size = 0
 
     def __init__(

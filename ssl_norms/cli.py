@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import sys
 
@@ -17,6 +19,7 @@ subcommands:
   fit -c CONFIG         train (LightningCLI; `ssl-norms fit --help` lists every option)
   validate|test -c CONFIG --ckpt_path CKPT
                         k-NN accuracy and norm statistics of a checkpoint
+                        (written to RUN_DIR/eval/, the run's own files untouched)
   simulate {aparametric,latent-classes} --out DIR
                         the simulations of the paper's Section 4 (Figure 2)
   plot RUN_DIR          draw norm, effective-lr and k-NN curves from a run's CSV logs
@@ -29,11 +32,27 @@ subcommands:
 
 examples:
   ssl-norms fit -c configs/demo.yaml
-  ssl-norms fit -c configs/cifar10/simclr.yaml -c configs/overrides/cut.yaml
+  ssl-norms fit -c configs/base/simclr.yaml -c configs/data/cifar10.yaml -c configs/overrides/cut.yaml
+  ssl-norms fit -c RUN_DIR/config.yaml --ckpt_path RUN_DIR/checkpoints/last.ckpt   (resume)
   ssl-norms simulate aparametric --out results/fig2
 """
 
 LIGHTNING_SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+# When set, a failed fit|validate|test writes {"type", "message"} there (``ssl-norms
+# reproduce`` reads it to tell a data failure, shared by a column of cells, from a run's own).
+ERROR_FILE_ENV = "SSL_NORMS_ERROR_FILE"
+
+
+def _record_error(error: BaseException) -> None:
+    path = os.environ.get(ERROR_FILE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "w") as file:
+            json.dump({"type": type(error).__name__, "message": str(error)}, file)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,16 +82,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return dashboard_main(rest)
     if command in LIGHTNING_SUBCOMMANDS or command.startswith("--"):
+        from ssl_norms.checkpoint_io import CheckpointWriteError
         from ssl_norms.lightning_cli import run
 
         try:
             run(argv)
-        except (FileNotFoundError, ValueError, FloatingPointError) as error:
-            # Bad input (missing data, impossible settings, a loss that turned NaN) has a
-            # message that names the problem and the fix: show it without a traceback.
+        except (FileNotFoundError, ValueError, FloatingPointError, CheckpointWriteError) as error:
+            # Bad input (missing data, impossible settings, a bad checkpoint or run folder, a
+            # loss that turned NaN, a disk that filled) has a message that names the problem
+            # and the fix: show it without a traceback.
+            _record_error(error)
             if os.environ.get("SSL_NORMS_DEBUG"):
                 raise
             print(f"ssl-norms: error: {error}", file=sys.stderr)
+            print("(set SSL_NORMS_DEBUG=1 to see the traceback)", file=sys.stderr)
+            return 1
+        except OSError as error:
+            # A full disk or a folder that turned read-only while logs are written.
+            if error.errno not in _STORAGE_ERRNOS or os.environ.get("SSL_NORMS_DEBUG"):
+                raise
+            _record_error(error)
+            where = f": {error.filename}" if error.filename else ""
+            print(f"ssl-norms: error: {error.strerror}{where}", file=sys.stderr)
             print("(set SSL_NORMS_DEBUG=1 to see the traceback)", file=sys.stderr)
             return 1
         return 0

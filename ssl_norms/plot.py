@@ -5,7 +5,7 @@ fit``) and writes into ``RUN_DIR/plots/`` (one sub-folder per file when there ar
 
 - ``norms.png``: ||z|| and ||h|| during training (mean, 25-75 % and 5-95 % bands) with the
   evaluation means of the bank and eval splits;
-- ``effective_lr.png``: ``lr/base``, ``lr/effective`` and ``lr/effective_median`` (DESIGN §3);
+- ``effective_lr.png``: ``lr/base``, ``lr/effective`` and ``lr/effective_median`` (paper Theorem 3.4: lr ||z||^(p-2));
 - ``knn.png``: ``knn/top1`` and ``knn/top5``;
 - ``norm_distributions.png``: the last evaluation's norm quantiles per split (box plots of
   q05/q25/q50/q75/q95, the CSV form of the histograms);
@@ -20,32 +20,71 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import re
 import sys
 from pathlib import Path
 
-__all__ = ["main", "read_metrics", "plot_metrics"]
+__all__ = ["MetricsFileError", "main", "read_metrics", "plot_metrics"]
 
 Series = dict[str, list[tuple[float, float]]]
 QUANTILES = ("q05", "q25", "q50", "q75", "q95")
 
 
-def read_metrics(path: Path) -> Series:
-    """``{column: [(step, value), ...]}`` from a Lightning CSVLogger file (empty cells skipped)."""
+class MetricsFileError(ValueError):
+    """A ``metrics.csv`` that is not a CSV text file at all (binary, not UTF-8, no header)."""
+
+
+def read_metrics(path: Path, skipped: list[int] | None = None) -> Series:
+    """``{column: [(step, value), ...]}`` from a Lightning CSVLogger file (empty cells skipped).
+
+    Malformed rows (another number of fields than the header, as a line cut off by a killed
+    run leaves, or a value that is not a number) are left out; their line numbers are
+    appended to ``skipped`` when a list is given.
+
+    Raises:
+        MetricsFileError: the file is binary, not UTF-8 text, or has no header.
+    """
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise MetricsFileError(f"{path} is not a CSV text file (it holds binary data)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MetricsFileError(
+            f"{path} is not a CSV text file (not UTF-8 at byte {error.start})"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise MetricsFileError(f"{path} is empty or has no header line")
     series: Series = {}
-    with open(path, newline="") as f:
-        for row_number, row in enumerate(csv.DictReader(f)):
-            step_text = row.get("step") or ""
-            step = float(step_text) if step_text else float(row_number)
-            for key, text in row.items():
-                if key in (None, "step", "epoch") or text in (None, ""):
+    try:
+        for row_number, row in enumerate(reader):
+            if None in row or any(v is None for v in row.values()):
+                if skipped is not None:
+                    skipped.append(reader.line_num)
+                continue
+            values: list[tuple[str, float]] = []
+            bad = False
+            for key, text_value in row.items():
+                if key == "epoch" or text_value == "":
                     continue
                 try:
-                    value = float(text)
+                    values.append((key, float(text_value)))
                 except ValueError:
-                    continue
+                    bad = True
+                    break
+            if bad:
+                if skipped is not None:
+                    skipped.append(reader.line_num)
+                continue
+            steps = dict(values)
+            step = steps.pop("step", float(row_number))
+            for key, value in steps.items():
                 series.setdefault(key, []).append((step, value))
+    except csv.Error as error:
+        raise MetricsFileError(f"{path} is not a readable CSV file: {error}") from None
     for values in series.values():
         values.sort(key=lambda t: t[0])
     return series
@@ -249,15 +288,32 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    total = 0
+    total, bad_files = 0, 0
     for file in files:
         target = out if len(files) == 1 else out / _slug(file.parent.relative_to(run_dir))
-        written = plot_metrics(read_metrics(file), target)
+        skipped: list[int] = []
+        try:
+            series = read_metrics(file, skipped)
+        except MetricsFileError as error:
+            print(f"ssl-norms plot: error: {error}", file=sys.stderr)
+            bad_files += 1
+            continue
+        if skipped:
+            lines = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+            print(
+                f"ssl-norms plot: warning: skipped {len(skipped)} malformed row(s) of {file} "
+                f"(line {lines}); a run killed while writing leaves a cut-off last line, which "
+                "`ssl-norms fit` repairs when it resumes the run",
+                file=sys.stderr,
+            )
+        written = plot_metrics(series, target)
         if not written:
             print(f"{file}: no known metrics to plot")
         for path in written:
             print(f"wrote {path}")
         total += len(written)
+    if bad_files == len(files):
+        return 2
     return 0 if total else 1
 
 

@@ -3,7 +3,10 @@
 Each cell of a table is one ``ssl-norms fit`` composed from the shipped configs
 (``configs/README.md``) in its own run folder ``RUNS/<table>/<method>-<variant>-<data>``.
 A cell whose run finished is not run again; a cell with a ``last.ckpt`` but no result is
-resumed from it. The final ``knn/top1`` of every run is collected into
+resumed from it; a cell folder left without a checkpoint (a run killed in its first epoch)
+is moved aside to ``<cell>.incomplete-<N>`` and the cell starts again. When a cell fails
+because its data is missing, the other cells on that data set are skipped (they would only
+repeat the error). The final ``knn/top1`` of every run is collected into
 ``OUT/<table>.md`` and ``OUT/<table>.csv`` beside the paper's number.
 
 Light on import: the runs are subprocesses, so this module never imports Lightning.
@@ -14,12 +17,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ssl_norms.cli import ERROR_FILE_ENV
 
 __all__ = ["TABLES", "Cell", "Table", "cell_command", "final_knn_top1", "collect", "main"]
 
@@ -115,6 +122,48 @@ def cell_command(
     for name in (cell.configs[0], f"data/{dataset}.yaml", *cell.configs[1:]):
         argv += ["-c", str(configs_dir / name)]
     return [*argv, *extra, "--run_dir", str(run_dir), "--name", run_dir.name]
+
+
+def set_aside_incomplete(run_dir: Path) -> Path | None:
+    """Move a cell folder that holds a run but no ``last.ckpt`` to ``<cell>.incomplete-<N>``.
+
+    Such a folder (a run killed before its first checkpoint) cannot be resumed, and a new
+    fit refuses a folder that holds another run. Returns the new place, or None.
+    """
+    held = [n for n in ("config.yaml", "csv/metrics.csv") if (run_dir / n).is_file()]
+    if not held or (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return None
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.incomplete-{n}")).exists():
+        n += 1
+    run_dir.rename(target)
+    return target
+
+
+def is_data_failure(error: dict[str, str] | None) -> bool:
+    """Whether a failed fit's recorded error is missing data (shared by a data set's cells).
+
+    The data modules raise ``FileNotFoundError`` for missing data (docs/contract.md); a
+    missing checkpoint is a cell's own problem.
+    """
+    return bool(
+        error
+        and error.get("type") == "FileNotFoundError"
+        and not str(error.get("message", "")).startswith("checkpoint ")
+    )
+
+
+def _run_cell(command: list[str]) -> tuple[int, dict[str, str] | None]:
+    """Run one fit; its exit code and the error it recorded (``SSL_NORMS_ERROR_FILE``)."""
+    with tempfile.TemporaryDirectory(prefix="ssl-norms-reproduce-") as tmp:
+        error_file = Path(tmp) / "error.json"
+        env = {**os.environ, ERROR_FILE_ENV: str(error_file)}
+        code = subprocess.call([sys.executable, "-m", "ssl_norms.cli", *command[1:]], env=env)
+        try:
+            error = json.loads(error_file.read_text())
+        except (OSError, ValueError):
+            error = None
+    return code, error
 
 
 def final_knn_top1(run_dir: Path) -> tuple[float, int] | None:
@@ -233,23 +282,47 @@ def main(argv: list[str] | None = None) -> int:
         cells = [(c, d) for c, d in cells if c.slug(d) in args.cells]
 
     failed: list[str] = []
+    missing_data: dict[str, str] = {}  # data set -> the cell whose failure showed it
     if not args.collect_only:
         for i, (cell, dataset) in enumerate(cells, 1):
             run_dir = runs_dir / cell.slug(dataset)
+            tag = f"[{i}/{len(cells)}] {run_dir.name}"
             if (run_dir / RESULT_FILE).is_file():
-                print(f"[{i}/{len(cells)}] {run_dir.name}: finished earlier, skipped", flush=True)
+                print(f"{tag}: finished earlier, skipped", flush=True)
                 continue
-            command = ["ssl-norms", *cell_command(cell, dataset, run_dir, configs_dir, extra)]
-            print(f"[{i}/{len(cells)}] {run_dir.name}: {shlex.join(command)}", flush=True)
-            if args.dry_run:
-                continue
-            code = subprocess.call([sys.executable, "-m", "ssl_norms.cli", *command[1:]])
-            if code != 0:
+            if dataset in missing_data:
                 print(
-                    f"ssl-norms reproduce: {run_dir.name} failed (exit {code}); rerun to resume it",
-                    file=sys.stderr,
+                    f"{tag}: skipped, the data of {dataset} is missing (see {missing_data[dataset]})",
+                    flush=True,
                 )
                 failed.append(run_dir.name)
+                continue
+            if not args.dry_run:
+                moved = set_aside_incomplete(run_dir)
+                if moved is not None:
+                    print(f"{tag}: no checkpoint in {run_dir}; moved it to {moved}", flush=True)
+            command = ["ssl-norms", *cell_command(cell, dataset, run_dir, configs_dir, extra)]
+            print(f"{tag}: {shlex.join(command)}", flush=True)
+            if args.dry_run:
+                continue
+            code, error = _run_cell(command)
+            if code != 0:
+                failed.append(run_dir.name)
+                if is_data_failure(error):
+                    missing_data[dataset] = run_dir.name
+                    print(
+                        f"ssl-norms reproduce: {run_dir.name} failed: the data of {dataset} is "
+                        f"missing; its other cells are skipped. Put the data in place (the message "
+                        "above says where) and rerun",
+                        file=sys.stderr,
+                    )
+                    continue
+                resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
+                print(
+                    f"ssl-norms reproduce: {run_dir.name} failed (exit {code}); rerun to "
+                    + ("resume it from its last checkpoint" if resumable else "start it again"),
+                    file=sys.stderr,
+                )
                 continue
             found = final_knn_top1(run_dir)
             (run_dir / RESULT_FILE).write_text(

@@ -91,8 +91,11 @@ def read_image_parquet(
                 "download it again (download=True with internet) or point data_dir at a good copy."
             ) from err
         features = _hf_features(table.schema)
-        image_col = _image_column(table.schema, features)
-        label_col = _label_column(table.schema, features, label_columns)
+        try:
+            image_col = _image_column(table.schema, features)
+            label_col = _label_column(table.schema, features, label_columns)
+        except ValueError as err:  # name the file: a split may have several shards
+            raise ValueError(f"parquet file {f}: {err}") from err
         col = table.column(image_col).combine_chunks()
         blobs.append(col.field("bytes"))
         labels.append(table.column(label_col).to_numpy().astype(np.int64))

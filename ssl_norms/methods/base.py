@@ -119,7 +119,8 @@ class SSLMethod(LightningModule):
             the network is divided by c once, at construction. 1 disables it.
         gradscale_power: GradScale power p (paper Sec. 6, DESIGN §3); 0 disables it.
         check_finite: stop with a clear error when the loss or the gradients stop being
-            finite, before the optimizer step (so no checkpoint holds NaN weights).
+            finite, or the embedding norms overflow, before the optimizer step (so no
+            checkpoint holds NaN weights).
         sync_batchnorm: with more than one process, every BatchNorm normalises with the
             statistics of the global batch, so W processes train the single-process model
             (docs/distributed.md). False lets each process normalise its own shard: faster
@@ -171,6 +172,15 @@ class SSLMethod(LightningModule):
             )
         if not math.isfinite(gradscale_power):
             raise ValueError(f"gradscale_power must be finite, got {gradscale_power}")
+        if not 0 <= gradscale_power <= 2:
+            from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+            rank_zero_warn(
+                f"gradscale_power={gradscale_power} is outside [0, 2] (0: off, 1: the paper's "
+                "GradScale, 2: an effective learning rate independent of the norm): the effective "
+                f"learning rate lr * ||z||^(p - 2) then scales as ||z||^{gradscale_power - 2:g}, "
+                "vanishing or exploding as the norms move (paper Sec. 6)"
+            )
         ignore = (
             ["backbone"] if isinstance(backbone, nn.Module) and not _hparams_given_by_cli() else []
         )
@@ -270,6 +280,13 @@ class SSLMethod(LightningModule):
                 cuda = trainer.strategy.root_device.type == "cuda"
                 convert_sync_batchnorm(self, cuda=cuda)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the weights before its precision plugin converts the module
+        # (to float64 under "64-true"), so a float64 checkpoint would pass through the
+        # constructor's float32 and lose digits: convert first (idempotent).
+        if self._trainer is not None:
+            self._trainer.precision_plugin.convert_module(self)
+
     # ------------------------------------------------------------------ contract
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features h (the representation used by k-NN)."""
@@ -284,7 +301,7 @@ class SSLMethod(LightningModule):
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} expects 2 views per sample, got {len(views)}")
         out = self.compute_loss(views[0], views[1])
-        self._check_finite_loss(out.loss, batch_idx)
+        self._check_finite_loss(out.loss, batch_idx, out.z, out.h)
         # "train/loss" is the contract's name (docs/contract.md): per step, without the
         # _step suffix Lightning adds when one key is logged both per step and per epoch.
         self.log(
@@ -347,22 +364,54 @@ class SSLMethod(LightningModule):
             pass
         return float(self.hparams.lr)
 
-    def _check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+    def _check_finite_loss(
+        self,
+        loss: torch.Tensor,
+        batch_idx: int,
+        z: torch.Tensor | None = None,
+        h: torch.Tensor | None = None,
+    ) -> None:
+        """Stop on a non-finite loss, or on embeddings whose norms overflow float32.
+
+        A normalised loss (InfoNCE, cosine) stays finite while ||z|| runs off to inf, and the
+        norm monitors would then fail on it: so the batch's total norms ||Z||_F and ||H||_F
+        (in float32 at least; inf as soon as any row's squared norm overflows) are checked together
+        with the loss, in one fused check and the one device sync this guard already makes.
+        """
         if not self.hparams.check_finite:
             return
-        finite = bool(torch.isfinite(loss.detach()).all())
+        checks = [loss.detach().float().reshape(1)]
+        for emb in (z, h):
+            if emb is not None:
+                dtype = torch.promote_types(emb.dtype, torch.float32)  # half precision: float32
+                norm = torch.linalg.vector_norm(emb.detach(), dtype=dtype)
+                checks.append(norm.to(checks[0].dtype).reshape(1))
+        finite = bool(torch.isfinite(torch.cat(checks)).all())
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             # Every process stops together: one raising alone would leave the others
             # waiting in the next collective.
             finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
-        if not finite:
+        if finite:
+            return
+        where = f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        stop = "Stopped before the optimizer step, so saved checkpoints hold finite weights."
+        loss_value = loss.detach().item()
+        if not math.isfinite(loss_value):
             raise FloatingPointError(
-                f"{type(self).__name__}: the loss is {loss.detach().item()} on this process (not finite on "
-                f"at least one) at global step {self.global_step} (epoch {self.current_epoch}, batch "
-                f"{batch_idx}). Likely cause: {self._likely_cause()}. "
-                "Stopped before the optimizer step, so saved checkpoints hold finite weights."
+                f"{type(self).__name__}: the loss is {loss_value} on this process (not finite on "
+                f"at least one) {where}. Likely cause: {self._likely_cause()}. {stop}"
             )
+        norms = ", ".join(
+            f"max ||{name}|| = {emb.detach().double().norm(dim=1).max().item():.3g}"
+            for name, emb in (("z", z), ("h", h))
+            if emb is not None
+        )
+        raise FloatingPointError(
+            f"{type(self).__name__}: the embedding norms diverged ({norms} on this process; "
+            f"their squares overflow float32 on at least one) {where}, while the normalised loss "
+            f"is still {loss_value:.4g}. Likely cause: {self._likely_cause()}. {stop}"
+        )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.hparams.check_finite or str(self.trainer.precision) in _AMP_FP16:
@@ -422,6 +471,7 @@ class SSLMethod(LightningModule):
         ``schedule_epochs`` (when set) fixes the length whatever the trainer stops at.
         """
         trainer = self.trainer
+        estimated = trainer.estimated_stepping_batches  # also sets up the training loader
         batches = trainer.num_training_batches
         known = math.isfinite(batches) and batches > 0
         steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if known else None
@@ -431,7 +481,7 @@ class SSLMethod(LightningModule):
                 raise ValueError("schedule_epochs needs a training loader of known length")
             total = schedule_epochs * steps_per_epoch
         else:
-            total = trainer.estimated_stepping_batches
+            total = estimated
             if not math.isfinite(total):
                 raise ValueError(
                     "the lr schedule needs a finite training length: set trainer.max_epochs, "

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ssl_norms.distributed import gather_rows
+from ssl_norms.distributed import gather_rows, rank_and_world
 from ssl_norms.gradscale import grad_scale
 from ssl_norms.losses import info_nce
 from ssl_norms.methods.base import ParamGroup, SSLMethod, StepOutput
@@ -59,6 +59,14 @@ class SimCLR(SSLMethod):
         return self.projector(h)
 
     def compute_loss(self, x1: torch.Tensor, x2: torch.Tensor) -> StepOutput:
+        world = rank_and_world()[1]
+        if x1.shape[0] * world < 2:
+            # One pair has no negatives: InfoNCE is exactly 0 and nothing is learned. The
+            # negatives are the other pairs of the global batch (all processes).
+            raise ValueError(
+                f"SimCLR needs at least 2 pairs per global batch (its negatives are the other "
+                f"pairs), got {x1.shape[0] * world}: raise data.init_args.batch_size"
+            )
         # One backbone pass over both views: BatchNorm sees the 2B images together.
         h = self.backbone(torch.cat([x1, x2]))
         z = self.projector(h)

@@ -50,7 +50,7 @@ class GlobalBatchNorm(_BatchNorm):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
-            self._update_running_stats(mean.detach(), var.detach(), float(n))
+            self._update_running_stats(mean.detach(), var.detach(), float(n.detach()))
         return out
 
     @torch.no_grad()

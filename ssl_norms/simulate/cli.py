@@ -10,11 +10,52 @@ Light on purpose: numpy, torch and matplotlib only, never Lightning.
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 PROG = "ssl-norms simulate"
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``low`` (argparse turns the ValueError into a usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _float_in(low: float, high: float = math.inf, low_open: bool = True) -> Callable[[str], float]:
+    """argparse type: a finite float in (low, high) (``[low, high)`` when not ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value < high):
+            lo = "(" if low_open else "["
+            hi = "inf)" if math.isinf(high) else f"{high:g})"
+            raise argparse.ArgumentTypeError(f"must lie in {lo}{low:g}, {hi}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+_POSITIVE = _float_in(0.0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,21 +75,29 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument(
         "--seeds",
-        type=int,
+        type=_int_at_least(0),
         nargs="+",
         default=[0, 1, 2],
         help="data seeds, averaged (default: 0 1 2)",
     )
-    ap.add_argument("--n-pairs", type=int, default=500, help="pairs per data set (paper: 500)")
-    ap.add_argument("--dim", type=int, default=20, help="ambient dimension (paper: 20)")
-    ap.add_argument("--lr", type=float, default=10.0, help="learning rate on -mean cos (paper: 10)")
+    ap.add_argument(
+        "--n-pairs", type=_int_at_least(1), default=500, help="pairs per data set (paper: 500)"
+    )
+    ap.add_argument(
+        "--dim", type=_int_at_least(2), default=20, help="ambient dimension (paper: 20)"
+    )
+    ap.add_argument(
+        "--lr", type=_POSITIVE, default=10.0, help="learning rate on -mean cos (paper: 10)"
+    )
     ap.add_argument(
         "--threshold",
-        type=float,
+        type=_float_in(-1.0, 1.0),
         default=0.999,
         help="converged when mean cos exceeds it (paper: 0.999)",
     )
-    ap.add_argument("--max-steps", type=int, default=200_000, help="give up after this many steps")
+    ap.add_argument(
+        "--max-steps", type=_int_at_least(1), default=200_000, help="give up after this many steps"
+    )
     ap.add_argument("--quick", action="store_true", help="a small grid, for smoke tests")
 
     lc = sub.add_parser(
@@ -62,28 +111,37 @@ def _parser() -> argparse.ArgumentParser:
     lc.add_argument(
         "--figure", choices=["2b", "2c", "both"], default="both", help="which figure(s) to run"
     )
-    lc.add_argument("--seed", type=int, default=0, help="seed of the Fig. 2b run (default 0)")
+    lc.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="seed of the Fig. 2b run (default 0)"
+    )
     lc.add_argument(
         "--seeds",
-        type=int,
+        type=_int_at_least(0),
         nargs="+",
         default=[0, 1, 2, 3, 4],
         help="seeds of Fig. 2c (default: 0-4)",
     )
-    lc.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
-    lc.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 2.0)")
     lc.add_argument(
-        "--temperature", type=float, default=None, help="InfoNCE temperature (default 1)"
+        "--epochs", type=_int_at_least(1), default=None, help="training epochs (default 30)"
+    )
+    lc.add_argument("--lr", type=_POSITIVE, default=None, help="SGD learning rate (default 2.0)")
+    lc.add_argument(
+        "--temperature", type=_POSITIVE, default=None, help="InfoNCE temperature (default 1)"
     )
     lc.add_argument(
         "--noise-std",
-        type=float,
+        type=_float_in(0.0, low_open=False),
         default=None,
         help="latent noise std (default: 1.0 for 2b, 0.1 for 2c; the notebook's 2c used 1.0)",
     )
-    lc.add_argument("--hidden-dim", type=int, default=None, help="MLP hidden width (default 64)")
     lc.add_argument(
-        "--imbalance-ratio", type=float, default=2.0, help="p_i ~ ratio^-i in Fig. 2c (default 2)"
+        "--hidden-dim", type=_int_at_least(1), default=None, help="MLP hidden width (default 64)"
+    )
+    lc.add_argument(
+        "--imbalance-ratio",
+        type=_float_in(1.0, low_open=False),
+        default=2.0,
+        help="p_i ~ ratio^-i in Fig. 2c (default 2)",
     )
     lc.add_argument(
         "--no-rotate",
@@ -91,7 +149,10 @@ def _parser() -> argparse.ArgumentParser:
         help="Fig. 2c: one run per seed instead of one per assignment of probabilities to centres",
     )
     lc.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (a tiny MLP: 1 is fastest)"
+        "--threads",
+        type=_int_at_least(1),
+        default=1,
+        help="torch CPU threads (a tiny MLP: 1 is fastest)",
     )
     lc.add_argument(
         "--quick", action="store_true", help="fewer samples and epochs, for smoke tests"
@@ -119,6 +180,13 @@ def _aparametric(args: argparse.Namespace) -> list[Path]:
         max_steps=args.max_steps,
         **kwargs,
     )
+    # A sweep without one converged setting has nothing to draw (its panel is log-scaled).
+    stuck = sorted({r.sweep for r in rows} - {r.sweep for r in rows if r.steps >= 0})
+    if stuck:
+        raise ValueError(
+            f"no setting of the {' and '.join(stuck)} sweep(s) converged within --max-steps "
+            f"{args.max_steps}: raise --max-steps (nothing was written)"
+        )
     csv_path = ap.write_aparametric_csv(rows, args.out / "fig2a_aparametric.csv")
     png_path = ap.plot_aparametric(rows, args.out / "fig2a_aparametric.png")
     norm_rows = {r.norm: r.steps for r in rows if r.sweep == "norm" and r.seed == args.seeds[0]}
@@ -184,11 +252,22 @@ def _latent_classes(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ssl-norms simulate``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.experiment == "aparametric":
-        written = _aparametric(args)
-    else:
-        written = _latent_classes(args)
+    args = _parser().parse_args(argv)  # bad values: a usage error (exit 2) before any work
+    created = not args.out.exists()
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        if args.experiment == "aparametric":
+            written = _aparametric(args)
+        else:
+            written = _latent_classes(args)
+    except (ValueError, OSError) as error:
+        # Settings the library refuses, an --out that cannot be written: the message names
+        # the problem; a traceback would hide it.
+        reason = f"{error.strerror}: {error.filename}" if isinstance(error, OSError) else error
+        print(f"{PROG}: error: {reason}", file=sys.stderr)
+        if created and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # leave nothing behind
+        return 1
     for path in written:
         print(f"wrote {path}")
     return 0

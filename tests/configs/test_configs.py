@@ -206,3 +206,17 @@ def test_paper_defaults_in_the_bases() -> None:
         pytest.approx(0.6 / 6),
         100,
     )
+
+
+def test_shipped_configs_fix_the_number_of_devices():
+    """No config says ``devices: auto``: the experiment (its global batch split, its BatchNorm
+    statistics) must not change with the machine it lands on. Every file that picks devices
+    names the number of nodes too."""
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        trainer = (yaml.safe_load(path.read_text()) or {}).get("trainer") or {}
+        if "devices" in trainer:
+            assert isinstance(trainer["devices"], int), (path, trainer["devices"])
+            assert isinstance(trainer.get("num_nodes"), int), path
+    for method in ("simclr", "simsiam", "byol"):
+        trainer = yaml.safe_load((CONFIGS / "base" / f"{method}.yaml").read_text())["trainer"]
+        assert trainer["devices"] == 1 and trainer["num_nodes"] == 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
-from ssl_norms.cli import main
+from ssl_norms.cli import USAGE, main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_subcommands(capsys) -> None:
@@ -30,3 +34,11 @@ def test_help_does_not_import_the_heavy_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_usage_names_only_files_that_exist() -> None:
+    """The usage named configs/cifar10/simclr.yaml, which does not exist."""
+    paths = re.findall(r"(?<![\w/])configs/[\w./-]+", USAGE)
+    assert len(paths) >= 3
+    missing = [p for p in paths if not (REPO / p).is_file()]
+    assert missing == []

@@ -129,7 +129,7 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
     assert losses and all(math.isfinite(v) for v in losses)
     assert "train/loss_step" not in rows[0], "the contract's metric name is train/loss"
     assert sum(bool(r.get("train/loss_epoch")) for r in rows) == 2  # one per epoch
-    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    run_id = (run_dir / "wandb" / "run_id").read_text().split()[0]  # then the folder
     assert any(
         p.name.startswith("offline-run-") and p.name.endswith(run_id)
         for p in (run_dir / "wandb").iterdir()
@@ -150,7 +150,7 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
     for key, value in cli.model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
-    # The run's own config re-runs: evaluate the checkpoint in a new run folder.
+    # The run's own config re-runs: evaluate the checkpoint into the run's eval/ folder.
     val = run(
         [
             "validate",
@@ -162,7 +162,7 @@ def test_fit_writes_a_run_folder_and_validate_reads_it(tmp_path, no_wandb_env, c
             "disabled",
         ]
     )
-    assert val.run_dir != run_dir and val.run_dir.parent == run_dir.parent
+    assert val.run_dir.parent == run_dir / "eval" and val.run_dir.name.startswith("validate-")
     assert (val.run_dir / "config.yaml").is_file()
     metrics = val.trainer.callback_metrics
     assert "knn/top1" in metrics and 0.0 <= float(metrics["knn/top1"]) <= 1.0

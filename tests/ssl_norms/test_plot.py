@@ -76,3 +76,33 @@ def test_missing_metrics_is_a_clear_error(tmp_path, capsys):
     assert "no metrics.csv under" in capsys.readouterr().err
     assert cli_main(["plot", str(tmp_path / "nope")]) == 2
     assert not (tmp_path / "plots").exists()
+
+
+def test_a_binary_metrics_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_bytes(bytes(range(256)) * 4)
+    assert cli_main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'csv' / 'metrics.csv'} is not a CSV text file (it holds binary data)" in err
+    )
+    assert "Traceback" not in err and not (tmp_path / "plots").exists()
+    (tmp_path / "csv" / "metrics.csv").write_bytes("step,x\n0,\xe9t\xe9\n".encode("latin-1"))
+    assert cli_main(["plot", str(tmp_path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_a_half_written_row_is_skipped_with_a_warning(tmp_path, capsys):
+    """A row cut off by a killed run was plotted silently (its last value cut short)."""
+    write_run(tmp_path)
+    metrics = tmp_path / "csv" / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines) + "\n" + "3,40,0.0001")  # cut after three fields
+    assert cli_main(["plot", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped 1 malformed row(s) of {metrics} (line {len(lines) + 1})" in captured.err
+    skipped: list[int] = []
+    series = read_metrics(metrics, skipped)
+    assert skipped == [len(lines) + 1]
+    assert 40.0 not in [step for step, _ in series["train/loss"]]
+    assert (tmp_path / "plots" / "norms.png").is_file()

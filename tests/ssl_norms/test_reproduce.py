@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from ssl_norms.reproduce import TABLES, cell_command, collect, final_knn_top1, main, to_markdown
+from ssl_norms import reproduce
+from ssl_norms.cli import ERROR_FILE_ENV
+from ssl_norms.reproduce import (
+    TABLES,
+    cell_command,
+    collect,
+    final_knn_top1,
+    main,
+    set_aside_incomplete,
+    to_markdown,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -166,3 +176,90 @@ def test_one_real_cell_on_cpu(shared_data: Path, tmp_path: Path) -> None:
     # A second call skips the finished cell.
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert again.returncode == 0 and "finished earlier, skipped" in again.stdout
+
+
+def _fake_fits(monkeypatch, error: dict[str, str] | None) -> list[list[str]]:
+    """Replace the fit subprocesses: each records the given error as the CLI does and fails."""
+    calls: list[list[str]] = []
+
+    def call(command, env=None):
+        calls.append(command)
+        if error is not None:
+            Path(env[ERROR_FILE_ENV]).write_text(json.dumps(error))
+        return 1
+
+    monkeypatch.setattr(reproduce.subprocess, "call", call)
+    return calls
+
+
+TWO_CELLS = ["--cells", "simclr-default-cifar10_unbalanced", "simclr-cut-cifar10_unbalanced"]
+
+
+def test_one_missing_data_set_fails_once_not_for_every_cell(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Each cell repeated the same data failure with 'rerun to resume it'."""
+    missing = {"type": "FileNotFoundError", "message": "CIFAR-10 not found in /nowhere"}
+    calls = _fake_fits(monkeypatch, missing)
+    args = ["table3", "--datasets", "cifar10_unbalanced", *TWO_CELLS, "--configs", str(CONFIGS)]
+    assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
+    assert len(calls) == 1
+    captured = capsys.readouterr()
+    assert "the data of cifar10_unbalanced is missing; its other cells are skipped" in captured.err
+    assert "simclr-cut-cifar10_unbalanced: skipped, the data of cifar10_unbalanced is missing" in (
+        captured.out
+    )
+    assert "rerun to resume" not in captured.err
+
+
+def test_a_cell_that_fails_on_its_own_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    calls = _fake_fits(monkeypatch, {"type": "FloatingPointError", "message": "loss is nan"})
+    args = ["table3", "--datasets", "cifar10_unbalanced", *TWO_CELLS, "--configs", str(CONFIGS)]
+    assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
+    assert len(calls) == 2
+    assert capsys.readouterr().err.count("failed (exit 1); rerun to start it again") == 2
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+def test_the_cli_records_its_error_for_reproduce(tmp_path: Path, monkeypatch) -> None:
+    from ssl_norms.cli import main as cli_main
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv(ERROR_FILE_ENV, str(error_file))
+    code = cli_main(
+        [
+            "fit",
+            "-c", str(CONFIGS / "base" / "simclr.yaml"),
+            "-c", str(CONFIGS / "data" / "cifar10.yaml"),
+            "--data.init_args.data_dir", str(tmp_path / "nodata"),
+            "--model.init_args.backbone", "resnet18",
+            "--model.init_args.backbone_width", "4",
+            "--wandb", "disabled",
+            "--runs_root", str(tmp_path / "runs"),
+        ]
+    )  # fmt: skip
+    assert code == 1
+    recorded = json.loads(error_file.read_text())
+    assert (
+        recorded["type"] == "FileNotFoundError" and str(tmp_path / "nodata") in recorded["message"]
+    )
+    assert reproduce.is_data_failure(recorded)
+    assert not reproduce.is_data_failure(
+        {"type": "FileNotFoundError", "message": "checkpoint x does not exist"}
+    )
+
+
+def test_a_cell_folder_without_a_checkpoint_is_set_aside(tmp_path: Path) -> None:
+    """A cell killed in its first epoch left a folder a new fit would refuse to reuse."""
+    cell = tmp_path / "simclr-default-cifar10_unbalanced"
+    (cell / "csv").mkdir(parents=True)
+    (cell / "config.yaml").write_text("model: {}\n")
+    moved = set_aside_incomplete(cell)
+    assert moved == tmp_path / "simclr-default-cifar10_unbalanced.incomplete-1"
+    assert not cell.exists() and (moved / "config.yaml").is_file()
+    (cell / "checkpoints").mkdir(parents=True)
+    (cell / "config.yaml").write_text("model: {}\n")
+    (cell / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert set_aside_incomplete(cell) is None and cell.is_dir()  # resumable: left in place
