@@ -1,20 +1,19 @@
 """Per-loader buffers of the evaluation outputs ``{"h", "z", "y", "idx"}`` (docs/contract.md).
 
 The validation/test dataloaders are ``[bank, eval, *ood]`` in the order of
-``datamodule.eval_loader_names``; the monitors collect what they need from
-``on_validation_batch_end`` / ``on_test_batch_end`` and gather it at epoch end.
+``datamodule.eval_loader_names``; :class:`callbacks.EvaluationPass` collects what its
+monitors need from ``on_validation_batch_end`` / ``on_test_batch_end`` and gathers it once
+at epoch end.
 """
 
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from callbacks._gather import gather_eval
 
 __all__ = [
     "EvalOutputs",
-    "EvalLoopCallback",
     "eval_loader_names",
     "num_eval_batches",
     "check_eval_outputs",
@@ -41,7 +40,7 @@ def check_eval_outputs(outputs) -> dict:
     if not isinstance(outputs, dict) or not {"h", "y", "idx"} <= outputs.keys():
         got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         raise RuntimeError(
-            "the norm and k-NN monitors need validation_step/test_step to return "
+            "the evaluation monitors need validation_step/test_step to return "
             f"{{'h', 'z', 'y', 'idx'}} for every (x, y, idx) batch (docs/contract.md); got {got}"
         )
     return outputs
@@ -76,44 +75,3 @@ class EvalOutputs:
             )
         local = {key: torch.cat(parts) for key, parts in buf.items()}
         return gather_eval(pl_module, local)
-
-
-class EvalLoopCallback(Callback):
-    """Routes the validation and test loops' hooks to ``_start``, ``_collect`` and ``_end``.
-
-    Both loops run the same pass over ``[bank, eval, *ood]``, so a monitor implements
-    ``_start(trainer, pl_module)`` (epoch start), ``_collect(outputs, dataloader_idx)`` (each
-    batch's ``validation_step``/``test_step`` output) and ``_end(trainer, pl_module)`` (epoch
-    end: gather and compute) once for both.
-    """
-
-    def _start(self, trainer, pl_module) -> None:
-        raise NotImplementedError
-
-    def _collect(self, outputs, dataloader_idx: int) -> None:
-        raise NotImplementedError
-
-    def _end(self, trainer, pl_module) -> None:
-        raise NotImplementedError
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
-    def on_test_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._collect(outputs, dataloader_idx)
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, pl_module)

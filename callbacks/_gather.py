@@ -1,4 +1,4 @@
-"""Gathering evaluation outputs across DDP ranks, exactly (DESIGN §3, docs/contract.md).
+"""Gathering evaluation outputs across DDP ranks, exactly (docs/contract.md, "Batches").
 
 ``DistributedSampler`` gives every rank ``ceil(n / world)`` samples, padding with repeats of
 the first indices. Gathering every rank's shard, dropping repeated dataset indices ``idx``
@@ -11,11 +11,21 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_cat", "dedup_by_index", "gather_eval", "sync_buffers_from_rank_zero"]
+__all__ = [
+    "all_gather_cat",
+    "dedup_by_index",
+    "gather_eval",
+    "pack_rows",
+    "unpack_rows",
+    "sync_buffers_from_rank_zero",
+]
 
 
 def _world_size(pl_module) -> int:
-    trainer = getattr(pl_module, "_trainer", None)
+    try:
+        trainer = pl_module.trainer
+    except (AttributeError, RuntimeError):  # not attached to a Trainer: one process
+        return 1
     return int(trainer.world_size) if trainer is not None else 1
 
 
@@ -52,9 +62,49 @@ def dedup_by_index(tensors: dict[str, torch.Tensor], key: str = "idx") -> dict[s
     return {name: t[rows] for name, t in tensors.items()}
 
 
+def pack_rows(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[tuple]]:
+    """The rows of every tensor side by side as raw bytes: one uint8 tensor ``[n, bytes]``.
+
+    Tensors of any dtypes and trailing shapes (same device, same number of rows ``n``) are
+    reinterpreted bit for bit, so one collective moves them all and :func:`unpack_rows`
+    gives back exactly the same values. Returns the packed tensor and its layout.
+    """
+    parts, layout = [], []
+    n = next(iter(tensors.values())).shape[0]
+    for key, t in tensors.items():
+        if t.shape[0] != n:
+            raise ValueError(f"{key} has {t.shape[0]} rows, the other tensors {n}")
+        flat = t.detach().contiguous().reshape(n, -1)
+        raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
+        parts.append(raw)
+        layout.append((key, t.dtype, tuple(t.shape[1:]), raw.shape[1]))
+    return torch.cat(parts, dim=1), layout
+
+
+def unpack_rows(packed: torch.Tensor, layout: list[tuple]) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`pack_rows` from (a gather of) its packed rows."""
+    out, offset = {}, 0
+    n = packed.shape[0]
+    for key, dtype, tail, width in layout:
+        raw = packed[:, offset : offset + width].contiguous()
+        offset += width
+        values = raw.to(torch.bool) if dtype == torch.bool else raw.view(dtype)
+        out[key] = values.reshape(n, *tail)
+    return out
+
+
 def gather_eval(pl_module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Gather one evaluation split from all ranks, drop sampler padding, sort by ``idx``."""
-    return dedup_by_index(all_gather_cat(pl_module, tensors))
+    """Gather one evaluation split from all ranks, drop sampler padding, sort by ``idx``.
+
+    All the split's tensors travel packed in one uint8 tensor: two collectives per split
+    (the shard sizes, then the rows), whatever the number of tensors.
+    """
+    if _world_size(pl_module) == 1:
+        return dedup_by_index(tensors)
+    # Sorted keys: every rank must pack in the same order (a set's order differs by process).
+    packed, layout = pack_rows(dict(sorted(tensors.items())))
+    gathered = all_gather_cat(pl_module, {"rows": packed})["rows"]
+    return dedup_by_index(unpack_rows(gathered, layout))
 
 
 def sync_buffers_from_rank_zero(pl_module) -> None:

@@ -1,4 +1,4 @@
-"""Logging that works with the W&B, TensorBoard and CSV loggers at once (issue 5, item 5).
+"""Logging that works with the W&B, TensorBoard and CSV loggers at once.
 
 Scalars go through every logger's ``log_metrics`` (rank zero). Histograms go to W&B as
 ``wandb.Histogram`` and to TensorBoard with ``add_histogram``; loggers without histograms
@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+
+from callbacks._lightning import batches_that_stepped, should_accumulate
+from callbacks._wandb import define_epoch_metrics
 
 __all__ = [
     "log_step",
@@ -27,10 +30,7 @@ __all__ = [
 
 def log_step(trainer) -> int:
     """The step Lightning logs the current metrics at (optimizer steps taken, ``train/loss``'s)."""
-    try:
-        return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
-    except AttributeError:  # pragma: no cover - older/newer loop layouts
-        return int(trainer.global_step)
+    return batches_that_stepped(trainer)
 
 
 def train_step_logged(trainer, every_n_steps: int) -> bool:
@@ -52,10 +52,7 @@ def optimizer_step_completes(trainer) -> bool:
     Lightning's own test (``FitLoop._should_accumulate``): ``accumulate_grad_batches``
     micro-batches, or the last batch of the epoch, ends a window.
     """
-    try:
-        return not trainer.fit_loop._should_accumulate()
-    except AttributeError:  # pragma: no cover - older/newer loop layouts
-        return True
+    return not should_accumulate(trainer)
 
 
 def train_step_due(trainer, every_n_steps: int) -> bool:
@@ -119,8 +116,12 @@ def log_histogram(
             import wandb
 
             hist = wandb.Histogram(np_histogram=(counts_np, edges_np))
-            # Same step key as WandbLogger.log_metrics, so W&B aligns it with the scalars.
-            logger.experiment.log({name: hist, "trainer/global_step": step})
+            # Same step key as WandbLogger.log_metrics, so W&B aligns it with the scalars;
+            # the epoch too: evaluation histograms are plotted against it (callbacks._wandb).
+            define_epoch_metrics(trainer, [name])
+            logger.experiment.log(
+                {name: hist, "trainer/global_step": step, "epoch": int(trainer.current_epoch)}
+            )
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_histogram(
                 name,

@@ -1,4 +1,4 @@
-"""``EffectiveLRMonitor``: the learning rate each sample feels (DESIGN §3, Theorem 3.4).
+"""``EffectiveLRMonitor``: the learning rate each sample feels (paper Section 3, Theorem 3.4).
 
 One step changes a cosine similarity by at most 2 lr sin^2(phi) / ||z||^2; with
 GradScale(p) the gradient is multiplied by ||z||^p, so sample i feels

@@ -1,11 +1,12 @@
-"""``EmbeddingNormMonitor``: embedding norms during training and evaluation (issue 5, item 3).
+"""``EmbeddingNormMonitor``: embedding norms during training and evaluation (paper Secs. 3-5).
 
 - Training, every n steps: mean, std and quantiles of ||z|| (loss space, where the paper's
-  theory holds; DESIGN §2) and ||h|| (backbone), read from ``training_step``'s outputs (no
-  second forward pass) and gathered across ranks.
-- Each evaluation epoch: the histogram of the per-sample norms over the bank and eval
-  splits, the mean ||z|| per class of the bank (paper Fig. 2c) and, for every OOD loader,
-  its mean ||z|| divided by the bank's (paper Fig. 3).
+  theory holds) and ||h|| (backbone), read from ``training_step``'s outputs (no second
+  forward pass) and gathered across ranks.
+- Each evaluation (:class:`callbacks.EvaluationPass`): the histogram of the per-sample norms
+  over the bank and eval splits, the mean ||z|| per class of the bank (paper Fig. 2c; also a
+  W&B table and bar chart) and, for every OOD loader, its mean ||z|| divided by the bank's
+  (paper Fig. 3).
 """
 
 from __future__ import annotations
@@ -14,17 +15,9 @@ from typing import Any
 
 import torch
 
-from callbacks._eval_outputs import (
-    EvalLoopCallback,
-    EvalOutputs,
-    check_eval_outputs,
-    eval_loader_names,
-    num_eval_batches,
-)
-from callbacks._gather import all_gather_cat, sync_buffers_from_rank_zero
+from callbacks._gather import all_gather_cat
 from callbacks._logging import (
     StepBuffer,
-    log_epoch_metrics,
     log_histogram,
     log_scalars,
     log_step,
@@ -32,6 +25,8 @@ from callbacks._logging import (
     train_step_logged,
 )
 from callbacks._stats import class_means, norm_histogram, norm_summary, ood_ratio
+from callbacks._wandb import log_wandb_media, wandb_runs
+from callbacks.evaluation import EvalFeatures, EvalMonitor
 from ssl_norms.norms import embedding_norms
 
 __all__ = ["EmbeddingNormMonitor", "HIST_SPLITS"]
@@ -39,7 +34,7 @@ __all__ = ["EmbeddingNormMonitor", "HIST_SPLITS"]
 HIST_SPLITS = ("bank", "eval")
 
 
-class EmbeddingNormMonitor(EvalLoopCallback):
+class EmbeddingNormMonitor(EvalMonitor):
     """Logs ``norm/z_*``, ``norm/h_*`` per step and ``norm/<split>_*`` per evaluation.
 
     The per-step ``norm/z_*`` and ``norm/h_*`` are computed from ``training_step``'s outputs
@@ -47,6 +42,9 @@ class EmbeddingNormMonitor(EvalLoopCallback):
     ``accumulate_grad_batches > 1`` the per-sample norms of each micro-batch of a logged
     step are buffered in ``on_train_batch_end`` (steps that are not logged buffer nothing),
     gathered across ranks and summarised once, when the optimizer step completes.
+
+    The evaluation statistics come from :class:`callbacks.EvaluationPass` (without one in
+    ``trainer.callbacks``, only the per-step statistics are logged).
 
     Args:
         every_n_steps: training statistics every n optimizer steps.
@@ -57,18 +55,17 @@ class EmbeddingNormMonitor(EvalLoopCallback):
     ones: ``splits[<split>][<"z"|"h">]`` (summary dict), ``hist[<split>][<"z"|"h">]``
     (counts, edges), ``class_mean`` / ``class_mean_h`` (class -> mean norm, bank split),
     ``ood_ratio`` / ``ood_mean`` (OOD name -> value), ``sizes`` (split -> samples).
-    The sanity-check pass is skipped.
     """
+
+    per_step = True
 
     def __init__(self, every_n_steps: int = 50, histogram_bins: int = 64) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        super().__init__()
         self.every_n_steps = int(every_n_steps)
         self.histogram_bins = int(histogram_bins)
         self.last_train_results: dict[str, Any] = {}
-        self.last_results: dict[str, Any] = {}
-        self._outputs = EvalOutputs()
-        self._active = False
         self._train = StepBuffer()
 
     # -- training -------------------------------------------------------------------
@@ -99,32 +96,8 @@ class EmbeddingNormMonitor(EvalLoopCallback):
         log_scalars(trainer, metrics, log_step(trainer))
 
     # -- evaluation -----------------------------------------------------------------
-    def _start(self, trainer, pl_module) -> None:
-        self._active = not trainer.sanity_checking
-        if self._active:
-            self._outputs.reset()
-            sync_buffers_from_rank_zero(pl_module)
-
-    def _collect(self, outputs, dataloader_idx: int) -> None:
-        if not self._active:
-            return
-        outputs = check_eval_outputs(outputs)
-        h = outputs["h"]
-        z = outputs.get("z")
-        self._outputs.add(
-            dataloader_idx,
-            {
-                "z": embedding_norms(z if z is not None else h),
-                "h": embedding_norms(h),
-                "y": outputs["y"].long(),
-                "idx": outputs["idx"].long(),
-            },
-        )
-
-    def compute(
-        self, splits: dict[str, dict[str, torch.Tensor]], num_classes: int | None = None
-    ) -> dict:
-        """Evaluation statistics of gathered per-split norms ``{split: {"z", "h", "y"}}``."""
+    def compute(self, features: EvalFeatures) -> dict[str, Any]:
+        """Evaluation statistics of the gathered per-split norms ``z_norm``, ``h_norm``."""
         results: dict[str, Any] = {
             "splits": {},
             "hist": {},
@@ -132,44 +105,27 @@ class EmbeddingNormMonitor(EvalLoopCallback):
             "ood_ratio": {},
             "ood_mean": {},
         }
-        for split, data in splits.items():
-            results["sizes"][split] = int(data["z"].shape[0])
-            results["splits"][split] = {key: norm_summary(data[key]) for key in ("z", "h")}
+        for split, data in features.splits.items():
+            norms = {"z": data["z_norm"], "h": data["h_norm"]}
+            results["sizes"][split] = int(norms["z"].shape[0])
+            results["splits"][split] = {key: norm_summary(v) for key, v in norms.items()}
             if split in HIST_SPLITS:
                 results["hist"][split] = {
-                    key: tuple(t.tolist() for t in norm_histogram(data[key], self.histogram_bins))
-                    for key in ("z", "h")
+                    key: tuple(t.tolist() for t in norm_histogram(v, self.histogram_bins))
+                    for key, v in norms.items()
                 }
-        bank = splits.get("bank")
+        bank = features.splits.get("bank")
         if bank is not None:
-            results["class_mean"] = class_means(bank["z"], bank["y"], num_classes)
-            results["class_mean_h"] = class_means(bank["h"], bank["y"], num_classes)
-            for split, data in splits.items():
-                if split.startswith("ood/"):
-                    name = split[len("ood/") :]
-                    results["ood_ratio"][name] = ood_ratio(data["z"], bank["z"])
-                    results["ood_mean"][name] = data["z"].double().mean().item()
+            n = features.num_classes
+            results["class_mean"] = class_means(bank["z_norm"], bank["y"], n)
+            results["class_mean_h"] = class_means(bank["h_norm"], bank["y"], n)
+            results["class_count"] = {c: int((bank["y"] == c).sum()) for c in results["class_mean"]}
+            for name, data in features.ood.items():
+                results["ood_ratio"][name] = ood_ratio(data["z_norm"], bank["z_norm"])
+                results["ood_mean"][name] = data["z_norm"].double().mean().item()
         return results
 
-    def _end(self, trainer, pl_module) -> None:
-        if not self._active:
-            return
-        self._active = False
-        n_loaders = len(num_eval_batches(trainer))
-        names = eval_loader_names(trainer, n_loaders)
-        splits = {name: self._outputs.gather(pl_module, i) for i, name in enumerate(names)}
-        self._outputs.reset()
-        results = None
-        if trainer.is_global_zero:
-            declared = getattr(getattr(trainer, "datamodule", None), "num_classes", None)
-            results = self.compute(splits, declared if isinstance(declared, int) else None)
-        results = trainer.strategy.broadcast(results, src=0)
-        step = log_step(trainer)
-        results.update(epoch=int(trainer.current_epoch), step=step)
-        self.last_results = results
-        self._log(trainer, pl_module, results, splits, step)
-
-    def _log(self, trainer, pl_module, results: dict, splits: dict, step: int) -> None:
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for split, by_key in results["splits"].items():
             if split.startswith("ood/"):
@@ -182,15 +138,32 @@ class EmbeddingNormMonitor(EvalLoopCallback):
             metrics[f"norm/class_mean/{c}"] = v
         for name, v in results["ood_ratio"].items():
             metrics[f"norm/ood_ratio/{name}"] = v
-        log_epoch_metrics(pl_module, metrics)
+        return metrics
+
+    def log_media(self, trainer, results: dict, features: EvalFeatures, step: int) -> None:
         for split, by_key in results["hist"].items():
             for key, (counts, edges) in by_key.items():
                 name = f"norm/{split}_hist" if key == "z" else f"norm/{split}_{key}_hist"
+                values = features.splits[split][f"{key}_norm"]
                 log_histogram(
-                    trainer,
-                    name,
-                    splits[split][key],
-                    torch.tensor(counts),
-                    torch.tensor(edges),
-                    step,
+                    trainer, name, values, torch.tensor(counts), torch.tensor(edges), step
                 )
+        if results.get("class_mean") and wandb_runs(trainer):
+            log_wandb_media(trainer, class_mean_chart(results, features.class_names), step)
+
+
+def class_mean_chart(results: dict[str, Any], class_names: list[str] | None) -> dict[str, Any]:
+    """Per-class mean norms of the bank as a ``wandb.Table`` and its bar chart (Fig. 2c).
+
+    Columns ``class``, ``name``, ``mean_z``, ``mean_h``, ``count``; logged as
+    ``norm/class_mean_table`` and ``norm/class_mean_bar`` at every evaluation.
+    """
+    import wandb
+
+    rows = []
+    for c, mean_z in results["class_mean"].items():
+        name = class_names[c] if class_names and c < len(class_names) else str(c)
+        rows.append([c, name, mean_z, results["class_mean_h"][c], results["class_count"][c]])
+    table = wandb.Table(columns=["class", "name", "mean_z", "mean_h", "count"], data=rows)
+    bar = wandb.plot.bar(table, "name", "mean_z", title="mean ||z|| per class (bank)")
+    return {"norm/class_mean_table": table, "norm/class_mean_bar": bar}

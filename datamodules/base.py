@@ -242,7 +242,7 @@ class SSLDataModule(LightningDataModule):
         ood_tf = self.eval_transform(resize=False)
         for name, folder in self.ood.items():
             ood_set = load_ood_set(name, folder, self.image_size, self.cache_dir)
-            if self.eval_subset is not None:
+            if self.eval_subset is not None and len(ood_set):  # an empty set has no max label
                 ood_set = _first_per_class(ood_set, self.eval_subset, int(ood_set.labels.max()) + 1)
             self._ood[name] = EvalDataset(ood_set, ood_tf)
 

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-USAGE = """usage: ssl-norms {fit,validate,test,predict,simulate,plot,reproduce} ...
+USAGE = """usage: ssl-norms {fit,validate,test,predict,simulate,plot,reproduce,analyze,dashboard} ...
 
 Train and analyse self-supervised models while watching their embedding norms.
 
@@ -25,6 +25,10 @@ subcommands:
   plot RUN_DIR          draw norm, effective-lr and k-NN curves from a run's CSV logs
   reproduce {table2,table3} [-- FIT_ARGS]
                         run a k-NN table of the paper (one fit per cell) and compare
+  analyze -c CONFIG --ckpt CKPT [--ood NAME[=FOLDER] ...] --out DIR
+                        the norm as a confidence score: DIR/report.md with its figures
+  dashboard --entity E --project P
+                        save a W&B workspace with the metrics of ssl-norms, by family
 
 examples:
   ssl-norms fit -c configs/demo.yaml
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         from ssl_norms.reproduce import main as reproduce_main
 
         return reproduce_main(rest)
+    if command == "analyze":
+        from ssl_norms.analyze import main as analyze_main
+
+        return analyze_main(rest)
+    if command == "dashboard":
+        from ssl_norms.dashboard import main as dashboard_main
+
+        return dashboard_main(rest)
     if command in LIGHTNING_SUBCOMMANDS or command.startswith("--"):
         from ssl_norms.checkpoint_io import CheckpointWriteError
         from ssl_norms.lightning_cli import run

@@ -1,5 +1,5 @@
-"""KNNMonitor's evaluation schedule (docs/contract.md): every n epochs and the last one,
-never the sanity check; and a clear error when a module breaks the output contract."""
+"""The evaluation schedule of EvaluationPass (docs/contract.md): every n epochs and the last
+one, never the sanity check; and a clear error when a module breaks the output contract."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import lightning.pytorch as pl
 import pytest
 from monitor_testkit import TinyDataModule, TinySSL
 
-from callbacks import EmbeddingNormMonitor, KNNMonitor
+from callbacks import EmbeddingNormMonitor, EvaluationPass, KNNMonitor
 from callbacks._eval_outputs import check_eval_outputs
 
 
 def fit(**kwargs) -> tuple[KNNMonitor, EmbeddingNormMonitor]:
-    knn, norms = KNNMonitor(every_n_epochs=3, k=5), EmbeddingNormMonitor(every_n_steps=100)
+    knn, norms = KNNMonitor(k=5), EmbeddingNormMonitor(every_n_steps=100)
     trainer = pl.Trainer(
         accelerator="cpu",
-        callbacks=[knn, norms],
+        callbacks=[EvaluationPass(every_n_epochs=3), knn, norms],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -101,10 +101,11 @@ def fit_with_stop(tmp_path, stop: StopAt, **kwargs):
 
     from lightning.pytorch.loggers import CSVLogger
 
-    knn, norms = KNNMonitor(every_n_epochs=3, k=5), EmbeddingNormMonitor(every_n_steps=100)
+    knn, norms = KNNMonitor(k=5), EmbeddingNormMonitor(every_n_steps=100)
     trainer = pl.Trainer(
         accelerator="cpu",
-        callbacks=[stop, knn, norms],  # the stopper first: its batch hooks run before knn's
+        # the stopper first: its batch hooks run before the evaluation pass's
+        callbacks=[stop, EvaluationPass(every_n_epochs=3), knn, norms],
         logger=CSVLogger(tmp_path, name="csv", version=""),
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -149,7 +150,7 @@ def test_early_stop_waits_for_min_epochs_then_evaluates_the_last_epoch(tmp_path)
 def test_stop_at_epoch_end_is_the_documented_limitation(tmp_path):
     # A stop requested in on_train_epoch_end comes after the epoch's batches: no evaluation
     # can run any more in Lightning's fit loop, and the monitor warns.
-    with pytest.warns(UserWarning, match="without a final k-NN evaluation"):
+    with pytest.warns(UserWarning, match="without a final evaluation"):
         _, knn, _, _ = fit_with_stop(
             tmp_path, StopAt(epoch=3, hook="on_train_epoch_end"), max_epochs=7
         )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import EmbeddingNormMonitor, KNNMonitor
-from callbacks._gather import all_gather_cat, dedup_by_index, gather_eval
+from callbacks import EmbeddingNormMonitor, EvalFeatures, KNNMonitor
+from callbacks._gather import all_gather_cat, dedup_by_index, gather_eval, pack_rows, unpack_rows
 from callbacks._stats import bucket_accuracy, class_means, norm_histogram, norm_summary, ood_ratio
 from ssl_norms.knn import knn_predict
 from ssl_norms.norms import embedding_norms
@@ -24,18 +24,19 @@ def test_per_class_means_and_ood_ratio_from_features():
     bank_z = vectors_with_norms([1.0, 4.0, 2.0, 3.0])
     bank_y = torch.tensor([0, 2, 0, 0])
     ood_z = vectors_with_norms([5.0, 7.0], seed=1)
+
+    def split(z, h, y):
+        return {"z_norm": embedding_norms(z), "h_norm": embedding_norms(h), "y": y}
+
     splits = {
-        "bank": {"z": embedding_norms(bank_z), "h": embedding_norms(2 * bank_z), "y": bank_y},
-        "eval": {
-            "z": embedding_norms(bank_z[:2]),
-            "h": embedding_norms(bank_z[:2]),
-            "y": bank_y[:2],
-        },
-        "ood/far": {"z": embedding_norms(ood_z), "h": embedding_norms(ood_z), "y": torch.zeros(2)},
+        "bank": split(bank_z, 2 * bank_z, bank_y),
+        "eval": split(bank_z[:2], bank_z[:2], bank_y[:2]),
+        "ood/far": split(ood_z, ood_z, torch.zeros(2, dtype=torch.long)),
     }
-    res = EmbeddingNormMonitor(histogram_bins=4).compute(splits)
+    res = EmbeddingNormMonitor(histogram_bins=4).compute(EvalFeatures(splits))
     assert res["class_mean"] == pytest.approx({0: 2.0, 2: 4.0}, rel=1e-6)
     assert res["class_mean_h"] == pytest.approx({0: 4.0, 2: 8.0}, rel=1e-6)
+    assert res["class_count"] == {0: 3, 2: 1}
     # OOD mean 6 over the bank's mean (1 + 4 + 2 + 3) / 4 = 2.5.
     assert res["ood_ratio"] == pytest.approx({"far": 6.0 / 2.5}, rel=1e-6)
     assert res["ood_mean"]["far"] == pytest.approx(6.0, rel=1e-6)
@@ -84,16 +85,22 @@ def test_knn_monitor_compute_matches_knn_predict():
     g = torch.Generator().manual_seed(0)
     bank = {"h": torch.randn(200, 6, generator=g), "y": torch.randint(0, 3, (200,), generator=g)}
     queries = {"h": torch.randn(120, 6, generator=g), "y": torch.randint(0, 3, (120,), generator=g)}
-    queries["norm"] = queries["h"].norm(dim=1)
-    mon = KNNMonitor(k=10, bucket_accuracy=True, bucket_min_count=5, backend="torch")
-    res = mon.compute(bank, queries, num_classes=3)
+    queries["h_norm"] = queries["h"].norm(dim=1)
+    mon = KNNMonitor(
+        k=10, bucket_accuracy=True, bucket_min_count=5, backend="torch", bucket_space="h"
+    )
+    features = EvalFeatures({"bank": bank, "eval": queries}, num_classes=3)
+    res = mon.compute(features)
     pred, _ = knn_predict(bank["h"], bank["y"], queries["h"], k=10, num_classes=3, backend="torch")
     correct = pred == queries["y"]
     assert res["top1"] == pytest.approx(correct.double().mean().item())
     assert res["top5"] == 1.0  # 3 classes: always in the top 5
-    expected = bucket_accuracy(queries["norm"], correct, 20, 5)
+    expected = bucket_accuracy(queries["h_norm"], correct, 20, 5)
     assert res["bucket_acc"] == {i: a for i, (a, _) in expected.items()}
     assert sum(res["bucket_count"].values()) <= 120 and res["bucket_count"]
+    # The per-sample predictions go to the same pass's ConfidenceMonitor.
+    assert torch.equal(features.shared["knn/pred"], pred)
+    assert torch.equal(features.shared["knn/correct"], correct)
 
 
 def test_dedup_keeps_one_row_per_index_in_order():
@@ -112,18 +119,21 @@ class TwoRanks:
     tensor with rank 1's (given), as ``LightningModule.all_gather`` does under DDP."""
 
     def __init__(self, rank1: dict[str, torch.Tensor]) -> None:
-        self._trainer = type("T", (), {"world_size": 2})()
+        self.trainer = type("T", (), {"world_size": 2})()
         self.rank1 = rank1
 
     def all_gather(self, data):
         n1 = len(next(iter(self.rank1.values())))
         if isinstance(data, torch.Tensor):  # the shard sizes
             return torch.stack([data, torch.tensor([n1])])
+        # gather_eval sends a split's tensors packed as one "rows" byte tensor.
+        packed = pack_rows(dict(sorted(self.rank1.items())))[0]  # keys sorted, as it does
+        rank1 = {"rows": packed} if "rows" in data else self.rank1
         for key, t in data.items():  # equal shapes are all_gather's requirement
             assert t.shape[0] >= n1, key
         return {
             key: torch.stack(
-                [t, torch.cat([self.rank1[key], t.new_zeros(t.shape[0] - n1, *t.shape[1:])])]
+                [t, torch.cat([rank1[key], t.new_zeros(t.shape[0] - n1, *t.shape[1:])])]
             )
             for key, t in data.items()
         }
@@ -137,6 +147,36 @@ def test_gather_of_unequal_shards_pads_then_trims():
     assert out["h"].tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [10.0, 11.0]]
     ordered = gather_eval(TwoRanks(rank1), rank0)
     assert ordered["idx"].tolist() == [0, 1, 2, 4]
+    assert ordered["h"].tolist() == [[0.0, 1.0], [10.0, 11.0], [2.0, 3.0], [4.0, 5.0]]
+
+
+def test_packed_rows_round_trip_bit_for_bit():
+    # One byte tensor carries a split's tensors of every dtype and shape through a gather.
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "h": torch.randn(5, 3, 2, generator=g),
+        "z": torch.randn(5, 4, generator=g).to(torch.bfloat16),
+        "x64": torch.randn(5, generator=g).double(),
+        "idx": torch.tensor([4, 0, 3, 1, 2]),
+        "flag": torch.tensor([True, False, True, True, False]),
+    }
+    tensors["h"][0, 0, 0] = float("nan")  # bits, not values: NaN and -0.0 survive too
+    tensors["h"][1, 0, 0] = -0.0
+    packed, layout = pack_rows(tensors)
+    assert packed.dtype == torch.uint8 and packed.shape == (5, 24 + 8 + 8 + 8 + 1)
+    back = unpack_rows(packed, layout)
+    for key, t in tensors.items():
+        assert back[key].dtype == t.dtype and back[key].shape == t.shape, key
+        assert (
+            torch.equal(back[key].view(torch.uint8), t.view(torch.uint8))
+            if t.dtype != torch.bool
+            else torch.equal(back[key], t)
+        )
+    # Rows move together: a gathered, reordered packed tensor unpacks row by row.
+    again = unpack_rows(packed[[2, 0]], layout)
+    assert again["idx"].tolist() == [3, 4] and torch.equal(again["z"], tensors["z"][[2, 0]])
+    with pytest.raises(ValueError, match="rows"):
+        pack_rows({"a": torch.zeros(2), "b": torch.zeros(3)})
 
 
 def test_summary_of_one_sample():

@@ -1,4 +1,6 @@
-"""1 process == 2 processes (gloo, ddp_spawn): k-NN accuracy, histograms, per-class means.
+"""1 process == 2 processes (gloo, ddp_spawn): every evaluation monitor (k-NN accuracy,
+histograms, per-class means, confidence, health) and the per-step ones; and the shared
+evaluation pass gathers each split once (two collectives: its shard sizes, then its rows).
 
 The splits have odd sizes (101, 51, 37), so DistributedSampler pads each with a duplicate
 that the monitors must drop. ``trainer.validate`` on a fixed model isolates the gathering
@@ -14,24 +16,63 @@ batch size 1 every sample's features are bitwise equal in both runs, so the whol
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import lightning.pytorch as pl
 import pytest
 from distributed_exit import LeaveTogether
 from lightning.pytorch.strategies import DDPStrategy
 from monitor_testkit import DumpResults, TinyDataModule, TinySSL, comparable, load_records
 
-from callbacks import EmbeddingNormMonitor, KNNMonitor
+from callbacks import (
+    ConfidenceMonitor,
+    EmbeddingNormMonitor,
+    EvaluationPass,
+    HealthMonitor,
+    KNNMonitor,
+)
 
 pytestmark = pytest.mark.slow
+
+MONITORS = ("knn", "norm", "confidence", "health")
 
 
 def monitors():
     return {
-        "knn": KNNMonitor(
-            every_n_epochs=2, k=9, bucket_accuracy=True, bucket_min_count=3, backend="torch"
-        ),
+        "knn": KNNMonitor(k=9, bucket_accuracy=True, bucket_min_count=3, backend="torch"),
         "norm": EmbeddingNormMonitor(every_n_steps=1, histogram_bins=16),
+        "confidence": ConfidenceMonitor(),
+        "health": HealthMonitor(every_n_steps=1, max_samples=40),
     }
+
+
+class CountGathers(pl.Callback):
+    """Counts the all-gather collectives of each evaluation epoch (rank 0 writes them).
+
+    Placed after the EvaluationPass: its epoch-end hook runs after the pass has gathered.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.counts: list[int] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        strategy = trainer.strategy
+        original = type(strategy).all_gather
+        self._n = 0
+
+        def counting(*args, **kwargs):
+            self._n += 1
+            return original(strategy, *args, **kwargs)
+
+        strategy.all_gather = counting
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        del trainer.strategy.all_gather  # back to the class's method
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            self.counts.append(self._n)
+            self.path.write_text(json.dumps(self.counts))
 
 
 def trainer(tmp_path, cbs, devices, **kwargs):
@@ -57,28 +98,38 @@ def trainer(tmp_path, cbs, devices, **kwargs):
 def evaluate(tmp_path, model, devices, name):
     mons = monitors()
     dump = DumpResults(tmp_path / f"{name}.pkl", mons)
-    trainer(tmp_path, [*mons.values(), dump], devices).validate(
+    count = CountGathers(tmp_path / f"{name}.json")
+    cbs = [EvaluationPass(every_n_epochs=2), count, *mons.values(), dump]
+    trainer(tmp_path, cbs, devices).validate(
         model, TinyDataModule(eval_batch_size=1), verbose=False
     )
-    return load_records(tmp_path / f"{name}.pkl")[-1]
+    gathers = json.loads((tmp_path / f"{name}.json").read_text())
+    return load_records(tmp_path / f"{name}.pkl")[-1], gathers
 
 
 def test_validate_one_process_equals_two(tmp_path):
     model = TinySSL()
-    one = evaluate(tmp_path, model, 1, "one")
-    two = evaluate(tmp_path, model, 2, "two")
+    one, gathers_one = evaluate(tmp_path, model, 1, "one")
+    two, gathers_two = evaluate(tmp_path, model, 2, "two")
     assert one["knn"]["bank_size"] == 101 and one["knn"]["eval_size"] == 51
     assert one["norm"]["sizes"] == {"bank": 101, "eval": 51, "ood/far": 37}
     assert sum(one["norm"]["hist"]["bank"]["z"][0]) == 101
-    for key in ("knn", "norm"):
+    assert set(one["confidence"]["ood"]) == {"far"} and "aurc" in one["confidence"]
+    assert set(one["health"]["z"]) == {"rankme", "uniformity", "l2_std"}
+    for key in MONITORS:
         assert comparable(one[key]) == comparable(two[key]), key
+    # Four monitors, three splits: each split is gathered once, by the pass (its shard
+    # sizes, then all its tensors packed in one); one process needs no collective.
+    assert gathers_one == [0]
+    assert gathers_two == [2 * 3]
 
 
 def test_fit_two_processes_then_one_process_reproduces_last_eval(tmp_path):
     mons = monitors()
     dump = DumpResults(tmp_path / "fit.pkl", mons)
     model = TinySSL()
-    trainer(tmp_path, [*mons.values(), dump], 2, max_epochs=3, num_sanity_val_steps=2).fit(
+    cbs = [EvaluationPass(every_n_epochs=2), *mons.values(), dump]
+    trainer(tmp_path, cbs, 2, max_epochs=3, num_sanity_val_steps=2).fit(
         model, TinyDataModule(eval_batch_size=1)
     )
     records = load_records(tmp_path / "fit.pkl")
@@ -86,6 +137,6 @@ def test_fit_two_processes_then_one_process_reproduces_last_eval(tmp_path):
     assert [r["knn"]["epoch"] for r in records] == [1, 2]
     assert records[-1]["norm"]["sizes"] == {"bank": 101, "eval": 51, "ood/far": 37}
     # ddp_spawn returns rank 0's weights and buffers to this process.
-    again = evaluate(tmp_path, model, 1, "again")
-    for key in ("knn", "norm"):
+    again, _ = evaluate(tmp_path, model, 1, "again")
+    for key in MONITORS:
         assert comparable(records[-1][key]) == comparable(again[key]), key

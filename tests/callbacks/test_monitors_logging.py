@@ -1,5 +1,7 @@
 """The demo setting (SimCLR, MLP, latent classes) logged to W&B (offline), TensorBoard and
 CSV at once: histograms and scalars under the documented names; ``ssl-norms plot`` on it.
+In W&B the evaluation metrics are defined against ``epoch`` and the per-class norms are a
+table and a bar chart at every evaluation.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 import callbacks
-from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor, KNNMonitor
+from callbacks import (
+    ConfidenceMonitor,
+    EffectiveLRMonitor,
+    EmbeddingNormMonitor,
+    EvaluationPass,
+    HealthMonitor,
+    KNNMonitor,
+)
 from ssl_norms.plot import main as plot_main
 
 pytestmark = pytest.mark.slow
@@ -24,7 +33,13 @@ STEP_METRICS = [
     f"norm/{s}_{q}" for s in ("z", "h") for q in ("mean", "std", "q05", "q25", "q50", "q75", "q95")
 ]
 STEP_METRICS += ["lr/base", "lr/effective", "lr/effective_median"]
+STEP_METRICS += ["health/alignment", "health/opposite_halves"]
+OOD = "latent_holdout"
 EVAL_METRICS = ["knn/top1", "knn/top5"]
+EVAL_METRICS += [f"confidence/{m}/{OOD}" for m in ("auroc", "aupr", "fpr95")]
+EVAL_METRICS += ["confidence/aurc", "confidence/random_aurc", "confidence/excess_aurc"]
+EVAL_METRICS += [f"health/{m}_{s}" for m in ("rankme", "uniformity", "l2_std") for s in "zh"]
+EVAL_METRICS += [f"norm/ood_ratio/{OOD}", f"norm/ood/{OOD}_mean"]
 EVAL_METRICS += [
     f"norm/{split}_{infix}{stat}"
     for split in ("bank", "eval")
@@ -55,7 +70,12 @@ def demo_run(tmp_path_factory) -> Path:
             warmup_epochs=1,
         )
         data = LatentClassesDataModule(
-            num_classes=NUM_CLASSES, n_train=N_TRAIN, n_eval=101, imbalance_ratio=2.0, batch_size=64
+            num_classes=NUM_CLASSES,
+            n_train=N_TRAIN,
+            n_eval=101,
+            imbalance_ratio=2.0,
+            batch_size=64,
+            ood_classes=1,
         )
         loggers = [
             CSVLogger(run_dir, name="csv", version=""),
@@ -68,8 +88,11 @@ def demo_run(tmp_path_factory) -> Path:
             devices=1,
             logger=loggers,
             callbacks=[
-                KNNMonitor(every_n_epochs=1, k=20),
+                EvaluationPass(every_n_epochs=1),
+                KNNMonitor(k=20),
                 EmbeddingNormMonitor(every_n_steps=2, histogram_bins=32),
+                ConfidenceMonitor(),
+                HealthMonitor(every_n_steps=2),
                 EffectiveLRMonitor(every_n_steps=2),
             ],
             log_every_n_steps=2,
@@ -105,7 +128,7 @@ def test_every_logged_name_is_documented(demo_run):
     doc = callbacks.__doc__
     patterns = [
         p.replace("<", "{").replace(">", "}")
-        for p in re.findall(r"``((?:norm|knn|lr)/[^`]+)``", doc)
+        for p in re.findall(r"``((?:norm|knn|lr|confidence|health)/[^`]+)``", doc)
     ]
     regexes = [
         re.compile(
@@ -116,14 +139,15 @@ def test_every_logged_name_is_documented(demo_run):
             .replace(r"\{c\}", r"\d+")
             .replace(r"\{i\}", r"\d+")
             .replace(r"\{name\}", r"[^/]+")
+            .replace(r"\{s\}", "(z|h)")
             + "$"
         )
         for p in patterns
     ]
     columns, _ = csv_columns(demo_run)
-    ours = [c for c in columns if c.split("/")[0] in ("norm", "knn", "lr")]
+    ours = [c for c in columns if c.split("/")[0] in ("norm", "knn", "lr", "confidence", "health")]
     assert ours and [c for c in ours if not any(r.match(c) for r in regexes)] == []
-    for name in HISTOGRAMS:
+    for name in [*HISTOGRAMS, "norm/class_mean_table", "norm/class_mean_bar"]:
         assert any(r.match(name) for r in regexes), name
 
 
@@ -204,3 +228,57 @@ def test_plot_writes_pngs(demo_run, capsys):
         path = demo_run / "plots" / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert str(path) in out
+
+
+def wandb_parsed(run_dir: Path) -> tuple[dict[str, list], dict[str, object]]:
+    """(history ``{key: [values]}``, metric definitions ``{name: MetricRecord}``)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = list((run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    history: dict[str, list] = {}
+    metrics: dict[str, object] = {}
+    for raw in wandb_records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                history.setdefault(key, []).append(json.loads(item.value_json))
+        elif kind == "metric" and record.metric.name:
+            metrics[record.metric.name] = record.metric
+    return history, metrics
+
+
+def test_wandb_evaluation_metrics_are_plotted_against_the_epoch(demo_run):
+    history, metrics = wandb_parsed(demo_run)
+    assert "epoch" in metrics
+    for name in [*EVAL_METRICS, *HISTOGRAMS, "norm/class_mean_table"]:
+        assert metrics[name].step_metric == "epoch", name
+        assert name in history or f"{name}/_type" in history, name
+    # Per-step metrics keep Lightning's step axis (no definition of their own).
+    for name in STEP_METRICS:
+        assert name not in metrics, name
+    # Every evaluation row carries its epoch: one evaluation per epoch, epochs 0 and 1.
+    assert len(history["knn/top1"]) == EPOCHS
+    assert sorted(set(history["epoch"])) == list(range(EPOCHS))
+
+
+def test_wandb_per_class_norms_table_at_each_evaluation(demo_run):
+    history, _ = wandb_parsed(demo_run)
+    assert history["norm/class_mean_table/_type"] == ["table-file"] * EPOCHS
+    assert history["norm/class_mean_table/nrows"] == [NUM_CLASSES] * EPOCHS
+    (run_files,) = list((demo_run / "wandb").glob("offline-run-*/files"))
+    path = run_files / history["norm/class_mean_table/path"][-1]
+    table = json.loads(path.read_text())
+    assert table["columns"] == ["class", "name", "mean_z", "mean_h", "count"]
+    # The table's values are the logged scalars of the last evaluation.
+    _, rows = csv_columns(demo_run)
+    last = {
+        c: float([r for r in rows if r.get(f"norm/class_mean/{c}")][-1][f"norm/class_mean/{c}"])
+        for c in range(NUM_CLASSES)
+    }
+    assert {row[0]: row[2] for row in table["data"]} == pytest.approx(last, rel=1e-6)
+    assert sum(row[4] for row in table["data"]) == N_TRAIN
+    # The bar chart is logged beside it (W&B stores a chart's data as a table).
+    assert history["norm/class_mean_bar_table/_type"] == ["table-file"] * EPOCHS

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 MONITORS = {
+    "callbacks.EvaluationPass",
     "callbacks.KNNMonitor",
+    "callbacks.ConfidenceMonitor",
+    "callbacks.HealthMonitor",
     "callbacks.EmbeddingNormMonitor",
     "callbacks.EffectiveLRMonitor",
 }

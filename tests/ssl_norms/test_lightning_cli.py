@@ -297,8 +297,11 @@ def test_run_folder_flags_and_default_callbacks(tmp_path) -> None:
     assert ckpt._save_on_train_epoch_end  # last.ckpt every epoch, not only on k-NN epochs
     names = {type(cb).__name__ for cb in first.trainer.callbacks}
     assert {
+        "EvaluationPass",
         "KNNMonitor",
         "EmbeddingNormMonitor",
+        "ConfidenceMonitor",
+        "HealthMonitor",
         "EffectiveLRMonitor",
     } <= names  # the demo's monitors
 
