@@ -67,7 +67,7 @@ def bench(args) -> list[dict]:
 
     from datamodules.batch_augment import BatchAugment
     from datamodules.datasets import ImageSet, RawImageDataset, TwoViewDataset
-    from datamodules.sampler import EpochSampler
+    from datamodules.sampler import GlobalBatchSampler
     from datamodules.transforms import IMAGENET_STATS, resolve_augmentation, two_view_augmentation
 
     mean, std = IMAGENET_STATS
@@ -84,7 +84,7 @@ def bench(args) -> list[dict]:
             per_image = TwoViewDataset(base, two_view_augmentation(views, size, mean, std))
             loader = DataLoader(
                 per_image, batch_size=args.batch_size, num_workers=args.workers,
-                sampler=EpochSampler(n_images, on_epoch=per_image.set_epoch),
+                sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=per_image.set_epoch),
                 persistent_workers=args.workers > 0, drop_last=True,
             )  # fmt: skip
             it = _cycle(loader)
@@ -100,7 +100,7 @@ def bench(args) -> list[dict]:
             raw = RawImageDataset(base)
             raw_loader = DataLoader(
                 raw, batch_size=args.batch_size, num_workers=0, drop_last=True,
-                sampler=EpochSampler(n_images, on_epoch=raw.set_epoch),
+                sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
             )  # fmt: skip
             aug = BatchAugment(views, size, mean, std)
             devices = ["cpu"] + (

@@ -9,7 +9,9 @@ serves the loaders:
   (seed, epoch), cuts it into global batches (whole optimizer steps only) and gives each
   of the W processes its ``batch_size / W`` rows of every one, so training does not depend
   on W (docs/distributed.md). With ``augment_on="device"`` it yields ``(uint8 images, y,
-  idx)`` instead and ``on_after_batch_transfer`` makes the views on the model's device.
+  idx)`` instead and ``on_after_batch_transfer`` makes the views on the model's device;
+  with ``data_on_device`` too, index batches ``(idx, y, idx)`` whose images are gathered
+  from a copy of the training set held on the device.
 - ``bank_dataloader()``, ``eval_dataloader()``, ``ood_dataloaders()``: ``(x, y, idx)``,
   un-augmented, plain loaders (no sampler): Lightning injects a ``DistributedSampler``
   (shuffle off, padded with duplicates that callbacks drop by ``idx``).
@@ -29,7 +31,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.batch_augment import BatchAugment
-from datamodules.datasets import EvalDataset, ImageSet, RawImageDataset, TwoViewDataset
+from datamodules.datasets import (
+    EvalDataset,
+    ImageSet,
+    IndexBatchDataset,
+    RawImageDataset,
+    TwoViewDataset,
+)
 from datamodules.imbalance import first_n_per_class
 from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
@@ -80,6 +88,11 @@ class SSLDataModule(LightningDataModule):
             ``on_after_batch_transfer`` augments the whole batch on the model's device
             (``datamodules.batch_augment``, kornia), same recipe and contract. Needs the
             training images in memory as one uint8 tensor (not ImageNet-100).
+        data_on_device: with ``augment_on="device"``, hold the uint8 training images on the
+            model's device (a GPU for the fast path; CIFAR-10 is 150 MB) and bypass the
+            loader's per-sample work: it yields index batches ``(idx, y, idx)`` (no workers)
+            and ``on_after_batch_transfer`` gathers ``images[idx]`` on the device before the
+            batched augmentation. Same batches, same views, same contract.
     """
 
     #: Set by subclasses.
@@ -105,6 +118,7 @@ class SSLDataModule(LightningDataModule):
         augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
         augment_on: Literal["loader", "device"] = "loader",
+        data_on_device: bool = False,
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -130,6 +144,13 @@ class SSLDataModule(LightningDataModule):
         if augment_on not in ("loader", "device"):
             raise ValueError(f"augment_on must be 'loader' or 'device', got {augment_on!r}")
         self.augment_on = augment_on
+        if data_on_device and augment_on != "device":
+            raise ValueError(
+                "data_on_device=True holds uint8 images on the device and augments them there: "
+                "it needs augment_on='device' (set both)"
+            )
+        self.data_on_device = bool(data_on_device)
+        self._device_images: torch.Tensor | None = None
         self._batch_augment: BatchAugment | None = None
         self._train: TwoViewDataset | RawImageDataset | None = None
         self._bank: Dataset | None = None
@@ -310,13 +331,40 @@ class SSLDataModule(LightningDataModule):
             )
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: {error}") from None
+        if self.data_on_device:
+            # Whole index batches, no workers: the images are gathered on the device.
+            return DataLoader(
+                IndexBatchDataset(ds),
+                batch_size=sampler.per_rank,
+                sampler=sampler,
+                drop_last=True,
+                collate_fn=IndexBatchDataset.collate,
+            )
         return self._loader(ds, sampler.per_rank, sampler=sampler, drop_last=True)
+
+    def device_images(self, device: torch.device | str) -> torch.Tensor:
+        """The uint8 training images ``[N, 3, H, W]`` on ``device`` (moved once, then cached)."""
+        self._require_setup()
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self._device_images is None or self._device_images.device != device:
+            self._device_images = self._train.base.images.to(device)
+        return self._device_images
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """``augment_on="device"``: the uint8 training batch, now on the model's device,
-        becomes ``([view1, view2], y, idx)`` (docs/contract.md); other batches pass as they are."""
-        images = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 3 else None
-        if self._batch_augment is None or not _is_uint8_images(images):
+        becomes ``([view1, view2], y, idx)`` (docs/contract.md); with ``data_on_device`` the
+        index batch ``(idx, y, idx)`` first becomes the images ``images[idx]`` held on the
+        device. Other batches pass as they are."""
+        first = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 3 else None
+        if self._batch_augment is None:
+            return batch
+        if self.data_on_device and _is_index_batch(first):
+            images = self.device_images(first.device)[first]
+        elif _is_uint8_images(first):
+            images = first
+        else:
             return batch
         _, y, idx = batch
         return self._batch_augment(images, idx, self._train.epoch), y, idx
@@ -341,6 +389,10 @@ class SSLDataModule(LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()
+
+
+def _is_index_batch(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype == torch.int64 and x.ndim == 1
 
 
 def _is_uint8_images(x) -> bool:

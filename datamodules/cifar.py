@@ -116,6 +116,7 @@ class _CIFARDataModule(SSLDataModule):
         augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
         augment_on: Literal["loader", "device"] = "loader",
+        data_on_device: bool = False,
     ):
         """
         Args:
@@ -138,10 +139,13 @@ class _CIFARDataModule(SSLDataModule):
             cache_dir: optional folder for a cache of decoded images.
             augment_on: ``"loader"`` (per image in the loader workers) or ``"device"``
                 (whole uint8 batches on the model's device, ``datamodules.batch_augment``).
+            data_on_device: with ``augment_on="device"``, keep the uint8 training set on the
+                model's device and serve index batches (the GPU fast path,
+                ``configs/overrides/fast_gpu.yaml``).
         """
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir, augment_on,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on, data_on_device,
         )  # fmt: skip
         self._init_imbalance(imbalance, imbalance_factor)
         self.save_hyperparameters()

@@ -68,6 +68,7 @@ class ImageNet100DataModule(SSLDataModule):
         cache_dir: optional folder for decoded OOD caches.
         augment_on: ``"loader"`` only: the images are decoded per access, so there is no
             uint8 tensor for ``"device"`` to augment on the device.
+        data_on_device: ``False`` only, for the same reason (``augment_on="device"`` first).
     """
 
     num_classes = NUM_CLASSES
@@ -90,10 +91,11 @@ class ImageNet100DataModule(SSLDataModule):
         augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
         augment_on: Literal["loader", "device"] = "loader",
+        data_on_device: bool = False,
     ):
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir, augment_on,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on, data_on_device,
         )  # fmt: skip
         if augment_on == "device":
             raise ValueError(
