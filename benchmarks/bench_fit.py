@@ -316,7 +316,9 @@ def lightly_side(args, device: str):
 
     # lightly's own pipeline is per-image torchvision transforms in loader workers: the
     # per-image path with our recipe (same images, same distributions).
-    return make_datamodule(args, augment_on="loader", data_on_device=False), step
+    workers = args.num_workers if device == "cpu" else max(args.num_workers, 8)
+    dm = make_datamodule(args, augment_on="loader", data_on_device=False, num_workers=workers)
+    return dm, step
 
 
 def run_plain(args, device: str) -> float:

@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--figure", default=None,
                    help="default: docs/benchmarks_scaling.png (quick: in out-dir)")  # fmt: skip
     p.add_argument("--note", default="", help="a line for the report (e.g. the conditions)")
+    p.add_argument("--note-file", default=None, help="Markdown text for the report, verbatim")
     p.add_argument("--gpu-only", action="store_true", help="only the CUDA rows")
     p.add_argument("--records", nargs="+", default=None,
                    help="render the report from these JSON record files (one script's "
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (out / "bench.json").write_text(json.dumps(records, indent=2) + "\n")
     fig_rel = os.path.relpath(fig, md.parent) if figure(records, fig) else None
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(records, fig_rel, args.quick, args.note) + "\n")
+    note = args.note + ("\n\n" + Path(args.note_file).read_text() if args.note_file else "")
+    md.write_text(markdown(records, fig_rel, args.quick, note.strip()) + "\n")
     print(f"wrote {out / 'bench.json'} ({len(records)} records), {md}, {fig}", file=sys.stderr)
     return records
 
