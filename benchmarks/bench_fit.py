@@ -389,6 +389,13 @@ def compare(args, device: str) -> list[dict]:
     if "lightly" in args.sides and "lightly" not in sides:
         print("lightly is not installed (pip install -e .[bench]): skipping that side", file=sys.stderr)  # fmt: skip
     bad = [s for s in sides if s.split(":")[0] not in SIDES or (s != "fit" and s.startswith("fit"))]
+    if not bad and len(sides) == 1 and sides[0] != "fit":  # one loop alone (e.g. for a pair
+        # of whole-process timings): its rate only
+        rate = statistics.median(
+            SIDES[sides[0].split(":")[0]](_side_args(args, sides[0]), device)
+            for _ in range(args.repeats)
+        )
+        return [record(f"fit/{device}/{sides[0].replace(':', '_')}", rate, "images/s")]
     if bad or sides[:1] != ["fit"]:
         raise SystemExit(
             f"sides: 'fit' first, then plain and/or lightly (optionally ':loader' or ':device', "
@@ -606,7 +613,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=1)
-    p.add_argument("--augment-on", choices=["loader", "device"], default="loader")
+    p.add_argument(
+        "--augment-on",
+        choices=["loader", "loader_batched", "device"],
+        default="loader_batched",
+        help="fit and plain sides (lightly: per image)",
+    )
     p.add_argument("--data-on-device", action="store_true")
     p.add_argument("--precision", default="32-true")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")

@@ -3,8 +3,9 @@
 Runs, in this process, one after another (each compares its sides back to back, in
 alternation, after a warm-up, and reports medians):
 
-- ``bench_fit.py``: our ``Trainer.fit`` vs a plain loop over the same module and vs a plain
-  loop on lightly's SimCLR blocks; step time against the batch size; peak memory of a step;
+- ``bench_fit.py``: our ``Trainer.fit`` vs a plain loop over the same module (one step of
+  each in turn) and vs a plain loop on lightly's SimCLR blocks (whole runs in turn, each
+  with its own data pipeline); step time against the batch size; peak memory of a step;
   on CUDA the fast path (``configs/overrides/fast_gpu.yaml``) and one CIFAR-10 epoch;
 - ``bench_augment.py``: batched vs per-image two-view augmentation;
 - ``bench_knn.py``: our k-NN pass vs bare FAISS, torch matmul + top-k and scikit-learn;
@@ -46,6 +47,7 @@ GOALS = [
     ("fit/cuda/fit_vs_lightly", "ratio >= 1.1 (floor 1.0)", lambda r: r["ratio"] >= 1.1),
     ("fit/cuda/fit_vs_plain", "ratio >= 0.97", lambda r: r["ratio"] >= 0.97),
     ("augment/two_view/batched_cpu", "ratio >= 3", lambda r: r["ratio"] >= 3),
+    ("augment/two_view/batched_loader", "ratio >= 3", lambda r: r["ratio"] >= 3),
     ("knn/cpu/ours_vs_bare_faiss", "ratio <= 1.2", lambda r: r["ratio"] <= 1.2),
     (
         "knn/cuda/ours_vs_bare_faiss",
@@ -83,12 +85,20 @@ def run_benchmarks(out: Path, quick: bool, gpu_only: bool = False) -> list[dict]
     threads = torch.get_num_threads()  # a script may change it (bench_augment's --threads)
     q = ["--quick"] if quick else []
     records: list[dict] = []
-    # Our fit vs the plain loops (the fast path and one epoch on CUDA), the batch scaling.
+    gpu = ["--device", "cuda"] if gpu_only else []
+    # Our fit vs a plain loop over the same module, on the same loader: one step of each in
+    # turn (the framework's cost alone); the step time against the batch size; peak memory;
+    # on CUDA one CIFAR-10 epoch of the fast path.
     records += bench_fit.main(
-        q + ["--scaling-batches", "32", "64", "128", "256", "--peak-memory"]
-        + (["--device", "cuda"] if gpu_only else [])
-        + ["--gpu-epoch"]  # CUDA only: one CIFAR-10 epoch of the fast path
-        + ["--out", str(out / "bench_fit.json")]
+        q + gpu + ["--sides", "fit", "plain", "--interleave", "step"]
+        + ["--scaling-batches", "32", "64", "128", "256", "--peak-memory", "--gpu-epoch"]
+        + ["--out", str(out / "bench_fit_plain.json")]
+    )  # fmt: skip
+    # Our fit vs a plain loop on lightly's blocks with per-image views: whole runs in turn,
+    # so each side pays for its own data pipeline.
+    records += bench_fit.main(
+        q + gpu + ["--sides", "fit", "lightly", "--interleave", "run"]
+        + ["--out", str(out / "bench_fit_lightly.json")]
     )  # fmt: skip
     if not gpu_only:
         records += bench_augment.main(

@@ -1,5 +1,6 @@
 """``data_on_device``: the training set held on the model's device, index batches, the same
-views as the uint8 loader path; on CPU (device = the CPU) and, when present, on CUDA."""
+views as the uint8 loader path; on CPU (device = the CPU) and, when present, on CUDA.
+``augment_on="loader_batched"``: the same batched views, made in the loader workers."""
 
 from __future__ import annotations
 
@@ -61,9 +62,32 @@ def test_index_batches_give_the_uint8_paths_batches_and_views(tiny_cifar):
     assert fast.on_after_batch_transfer((x, ye, ie), 1)[0] is x
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loader_batched_makes_the_device_paths_views_in_the_workers(tiny_cifar, workers):
+    batched = _dm(tiny_cifar, augment_on="loader_batched", data_on_device=False,
+                  num_workers=workers)  # fmt: skip
+    device = _dm(tiny_cifar, data_on_device=False)
+    batched.setup()
+    device.setup()
+    b_loader, d_loader = batched.train_dataloader(), device.train_dataloader()
+    assert b_loader.num_workers == workers
+    for epoch in (0, 3):
+        b_loader.sampler.set_epoch(epoch)
+        d_loader.sampler.set_epoch(epoch)
+        for bb, db in zip(b_loader, d_loader, strict=True):
+            (v1, v2), y, idx = bb
+            assert v1.dtype == torch.float32 and v1.shape == (16, 3, 32, 32)
+            assert torch.equal(idx, db[2]) and torch.equal(y, db[1])
+            (w1, w2), _, _ = device.on_after_batch_transfer(db, 0)
+            assert torch.equal(v1, w1) and torch.equal(v2, w2)
+            # Already views: the transfer hook leaves them as they are.
+            assert batched.on_after_batch_transfer(bb, 0)[0] is bb[0]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["data_on_device", "loader_batched"])
 @pytest.mark.parametrize("method", ["simclr", "simsiam", "byol"])
-def test_each_method_trains_with_the_data_on_the_cpu_device(tiny_cifar, method):
+def test_each_method_trains_with_the_data_on_the_cpu_device(tiny_cifar, method, mode):
     import lightning as L
 
     from ssl_norms.methods import BYOL, SimCLR, SimSiam
@@ -76,7 +100,8 @@ def test_each_method_trains_with_the_data_on_the_cpu_device(tiny_cifar, method):
     cls = {"simclr": SimCLR, "simsiam": SimSiam, "byol": BYOL}[method]
     model = cls(backbone="resnet18", backbone_width=2, warmup_epochs=0.0, **heads)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    dm = _dm(tiny_cifar)
+    options = {"loader_batched": dict(augment_on="loader_batched", data_on_device=False)}
+    dm = _dm(tiny_cifar, **options.get(mode, {}))
     trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)  # fmt: skip
