@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -131,15 +132,45 @@ def make_model(args):
     )
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process (all its threads) and by its
+    live child processes (the loader workers), from ``/proc``."""
+    total = time.process_time()
+    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:  # the parent pid; then utime, stime at 11, 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 class _Window:
-    """End time of every training step; the rate over steps ``warmup .. warmup + steps - 1``."""
+    """Wall and CPU time at the end of every training step: over steps ``warmup .. warmup +
+    steps - 1``, images per wall second and images per CPU second (this process and its
+    loader workers: robust to other processes' load, which slows the wall clock only)."""
 
     def __init__(self) -> None:
         self.ends: list[float] = []
+        self.cpu: list[float] = []
 
-    def rate(self, warmup: int, steps: int, batch: int) -> float:
+    def begin(self) -> None:
+        self.start, self.cpu_start = time.perf_counter(), cpu_seconds()
+
+    def end(self) -> float:
+        now = time.perf_counter()
+        self.ends.append(now)
+        self.cpu.append(cpu_seconds())
+        return now
+
+    def rate(self, warmup: int, steps: int, batch: int) -> tuple[float, float]:
         t0 = self.ends[warmup - 1] if warmup > 0 else self.start
-        return steps * batch / (self.ends[warmup + steps - 1] - t0)
+        c0 = self.cpu[warmup - 1] if warmup > 0 else self.cpu_start
+        images = steps * batch
+        return (images / (self.ends[warmup + steps - 1] - t0),
+                images / (self.cpu[warmup + steps - 1] - c0))  # fmt: skip
 
 
 def run_fit(args, device: str, others: dict | None = None):
@@ -166,18 +197,23 @@ def run_fit(args, device: str, others: dict | None = None):
     class Timer(pl.Callback):
         # Listed last: its batch-end hook runs after the monitors'.
         def on_train_start(self, trainer, pl_module):
-            window.start = self.resume = time.perf_counter()
+            window.begin()
+            self.resume, self.cpu_resume = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             sync()
-            now = time.perf_counter()
-            window.ends.append(now)
-            durations["fit"].append(now - self.resume)
-            for name, one in (others or {}).items():
-                t0 = time.perf_counter()
+            if others is None:
+                window.end()
+                return
+            # Step by step: wall and this process's CPU seconds of each side's step.
+            durations["fit"].append(
+                (time.perf_counter() - self.resume, time.process_time() - self.cpu_resume)
+            )
+            for name, one in others.items():
+                t0, c0 = time.perf_counter(), time.process_time()
                 one()
-                durations[name].append(time.perf_counter() - t0)
-            self.resume = time.perf_counter()
+                durations[name].append((time.perf_counter() - t0, time.process_time() - c0))
+            self.resume, self.cpu_resume = time.perf_counter(), time.process_time()
 
     pl.seed_everything(0, verbose=False)
     model = make_model(args)
@@ -243,10 +279,10 @@ def _one_step(args, device, dm, step):
 def _loop_rate(args, device, dm, step) -> float:
     one = _one_step(args, device, dm, step)
     window = _Window()
-    window.start = time.perf_counter()
+    window.begin()
     for _ in range(args.warmup + args.steps):
         one()
-        window.ends.append(time.perf_counter())
+        window.end()
     return window.rate(args.warmup, args.steps, args.batch_size)
 
 
@@ -321,11 +357,11 @@ def lightly_side(args, device: str):
     return dm, step
 
 
-def run_plain(args, device: str) -> float:
+def run_plain(args, device: str) -> tuple[float, float]:
     return _loop_rate(args, device, *plain_side(args, device))
 
 
-def run_lightly(args, device: str) -> float:
+def run_lightly(args, device: str) -> tuple[float, float]:
     return _loop_rate(args, device, *lightly_side(args, device))
 
 
@@ -345,25 +381,35 @@ def _side_args(args, side: str):
     return argparse.Namespace(**{**vars(args), "augment_on": where, "data_on_device": False})
 
 
-def _rates_by_run(args, device: str, sides: list[str]) -> tuple[dict, dict]:
-    """Rounds of whole runs, one side after the other: images/s per run, ratios per round."""
-    rates: dict[str, list[float]] = {s: [] for s in sides}
+def _rates_by_run(args, device: str, sides: list[str]) -> tuple[dict, dict, dict, dict]:
+    """Rounds of whole runs, one side after the other. Returns the median images per wall
+    second and per CPU second of each side, and the median per-round ratios fit / side."""
+    wall: dict[str, list[float]] = {s: [] for s in sides}
+    cpu: dict[str, list[float]] = {s: [] for s in sides}
     for r in range(args.repeats):
         for side in sides:
-            rates[side].append(SIDES[side.split(":")[0]](_side_args(args, side), device))
-            print(f"round {r}: {side} {rates[side][-1]:.1f} images/s", file=sys.stderr)
-    ratios = {
-        side: statistics.median(a / b for a, b in zip(rates["fit"], rates[side], strict=True))
-        for side in sides
-        if side != "fit"
-    }
-    return {s: statistics.median(v) for s, v in rates.items()}, ratios
+            w, c = SIDES[side.split(":")[0]](_side_args(args, side), device)
+            wall[side].append(w)
+            cpu[side].append(c)
+            print(f"round {r}: {side} {w:.1f} images/s, {c:.1f} images/CPU-s", file=sys.stderr)
+
+    def ratio(values, side):
+        return statistics.median(a / b for a, b in zip(values["fit"], values[side], strict=True))
+
+    others = [s for s in sides if s != "fit"]
+    return (
+        {s: statistics.median(v) for s, v in wall.items()},
+        {s: statistics.median(v) for s, v in cpu.items()},
+        {s: ratio(wall, s) for s in others},
+        {s: ratio(cpu, s) for s in others},
+    )
 
 
-def _rates_by_step(args, device: str, sides: list[str]) -> tuple[dict, dict]:
-    """One step of each side in turn (fit, then each loop), ``repeats`` fits: images/s from
-    the median step time, ratios as the median over steps of the paired step-time ratio."""
-    steps: dict[str, list[float]] = {s: [] for s in sides}
+def _rates_by_step(args, device: str, sides: list[str]) -> tuple[dict, dict, dict, dict]:
+    """One step of each side in turn (fit, then each loop), ``repeats`` fits. Returns images
+    per wall second and per CPU second (this process; the workers run between the steps)
+    from the median step, and the medians over steps of the paired ratios fit / side."""
+    steps: dict[str, list[tuple[float, float]]] = {s: [] for s in sides}
     for r in range(args.repeats):
         others = {}
         for side in sides[1:]:
@@ -374,14 +420,23 @@ def _rates_by_step(args, device: str, sides: list[str]) -> tuple[dict, dict]:
         for side in sides:
             steps[side] += durations[side][args.warmup :]
         print(f"round {r}: " + ", ".join(
-            f"{s} {args.batch_size / statistics.median(steps[s]):.1f} images/s" for s in sides
+            f"{s} {args.batch_size / statistics.median(t for t, _ in steps[s]):.1f} images/s"
+            for s in sides
         ), file=sys.stderr)  # fmt: skip
-    rates = {s: args.batch_size / statistics.median(v) for s, v in steps.items()}
-    ratios = {
-        side: statistics.median(b / a for a, b in zip(steps["fit"], steps[side], strict=True))
-        for side in sides[1:]
-    }
-    return rates, ratios
+    b = args.batch_size
+
+    def rates(k):
+        return {s: b / statistics.median(d[k] for d in v) for s, v in steps.items()}
+
+    def ratios(k):
+        return {
+            side: statistics.median(
+                o[k] / f[k] for f, o in zip(steps["fit"], steps[side], strict=True)
+            )
+            for side in sides[1:]
+        }
+
+    return rates(0), rates(1), ratios(0), ratios(1)
 
 
 def compare(args, device: str) -> list[dict]:
@@ -391,20 +446,20 @@ def compare(args, device: str) -> list[dict]:
     bad = [s for s in sides if s.split(":")[0] not in SIDES or (s != "fit" and s.startswith("fit"))]
     if not bad and len(sides) == 1 and sides[0] != "fit":  # one loop alone (e.g. for a pair
         # of whole-process timings): its rate only
-        rate = statistics.median(
-            SIDES[sides[0].split(":")[0]](_side_args(args, sides[0]), device)
-            for _ in range(args.repeats)
-        )
-        return [record(f"fit/{device}/{sides[0].replace(':', '_')}", rate, "images/s")]
+        runs = [SIDES[sides[0].split(":")[0]](_side_args(args, sides[0]), device)
+                for _ in range(args.repeats)]  # fmt: skip
+        return [record(f"fit/{device}/{sides[0].replace(':', '_')}",
+                       statistics.median(w for w, _ in runs), "images/s",
+                       images_per_cpu_s=round(statistics.median(c for _, c in runs), 2))]  # fmt: skip
     if bad or sides[:1] != ["fit"]:
         raise SystemExit(
             f"sides: 'fit' first, then plain and/or lightly (optionally ':loader' or ':device', "
             f"where that side's views are made); got {args.sides}"
         )
     if args.interleave == "step" and len(sides) > 1:
-        rates, ratios = _rates_by_step(args, device, sides)
+        rates, cpu_rates, ratios, cpu_ratios = _rates_by_step(args, device, sides)
     else:
-        rates, ratios = _rates_by_run(args, device, sides)
+        rates, cpu_rates, ratios, cpu_ratios = _rates_by_run(args, device, sides)
     where = device if device == "cpu" else f"cuda ({gpu_name()})"
     label = (
         f"SimCLR ResNet-18 w{args.width}, batch {args.batch_size}, {where}, "
@@ -423,17 +478,23 @@ def compare(args, device: str) -> list[dict]:
             baseline += ", per-image loader views"
         records.append(
             record(
-                f"fit/{device}/fit_vs_{side.replace(':', '_')}",
+                f"fit/{device}/fit{args.tag}_vs_{side.replace(':', '_')}",
                 rates["fit"],
                 "images/s",
                 baseline,
                 rates[side],
                 ratios[side],
                 conditions=label,
+                # Images per CPU second (process + its loader workers; step mode: this
+                # process only): insensitive to other processes' load.
+                images_per_cpu_s=round(cpu_rates["fit"], 2),
+                baseline_images_per_cpu_s=round(cpu_rates[side], 2),
+                cpu_ratio=round(cpu_ratios[side], 4),
             )
         )
     if len(sides) == 1:
-        records.append(record(f"fit/{device}/fit", rates["fit"], "images/s", conditions=label))
+        records.append(record(f"fit/{device}/fit", rates["fit"], "images/s", conditions=label,
+                              images_per_cpu_s=round(cpu_rates["fit"], 2)))  # fmt: skip
     return records
 
 
@@ -507,7 +568,7 @@ def peak_memory(args, device: str) -> list[dict]:
     else:
         setup = functools.partial(_warm_state, args.width, batch, device, args.channels_last)
         peak = peak_extra_rss(setup, _train_step)
-        kind = "peak RSS above the model, optimizer state and batch (fresh process)"
+        kind = "peak resident memory above the model, optimizer state and batch"
     return [
         record(
             f"memory/{device}/train_step/batch_{batch}",
@@ -642,6 +703,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-width", type=int, default=64)
     p.add_argument("--gpu-epoch", action="store_true",
                    help="CUDA: time one CIFAR-10 epoch of the fast path")  # fmt: skip
+    p.add_argument("--tag", default="", help="appended to the fit side's record names")
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
     p.add_argument("--out", help="write the JSON records here (default: stdout)")
     return p

@@ -200,7 +200,7 @@ def peak_memory(args, device: str) -> list[dict]:
         kind = "CUDA peak allocated"
     else:
         peak = peak_extra_rss(functools.partial(_knn_setup, vars(args), chunk), _knn_run)
-        kind = "peak RSS above the features (fresh process)"
+        kind = "peak resident memory above the input features (includes their normalised copies)"
     return [
         record(
             f"memory/{device}/knn_pass",
@@ -259,7 +259,8 @@ def bench(args) -> list[dict]:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
     records = []
     for device in devices:
-        records += compare(args, device)
+        if not args.skip_compare:
+            records += compare(args, device)
         if args.peak_memory:
             records += peak_memory(args, device)
         if args.scaling_banks:
@@ -281,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-sklearn", action="store_true")
     p.add_argument("--collapse", choices=["zero", "constant"], default=None)
     p.add_argument("--peak-memory", action="store_true")
+    p.add_argument("--skip-compare", action="store_true", help="only memory / scaling")
     p.add_argument("--scaling-banks", type=int, nargs="*", default=[])
     p.add_argument("--scaling-queries", type=int, default=2000)
     p.add_argument("--cpu-only", action="store_true")

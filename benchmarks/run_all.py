@@ -55,6 +55,16 @@ GOALS = [
         lambda r: r["ratio"] <= 1.2 and r["value"] <= 2,
     ),  # fmt: skip
     ("monitors/", "value < 2 %", lambda r: r["value"] < 2),
+    (
+        "memory/cpu/knn_pass",
+        "one chunk (+ copies), < the full matrix",
+        lambda r: r["value"] < r["full_matrix_mib"],
+    ),
+    (
+        "memory/cuda/knn_pass",
+        "one chunk (+ copies), < the full matrix",
+        lambda r: r["value"] < r["full_matrix_mib"],
+    ),
     ("epoch/cuda/", "value <= 10 s", lambda r: r["value"] <= 10),
 ]
 
@@ -134,7 +144,7 @@ def _goal(r: dict) -> str:
         if r["name"].startswith(prefix):
             try:
                 return f"{text}: {'met' if ok(r) else 'NOT met'}"
-            except TypeError:  # a missing value
+            except (TypeError, KeyError):  # a missing value
                 return text
     return ""
 
@@ -153,6 +163,7 @@ def figure(records: list[dict], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     steps = [r for r in records if r["name"].startswith("scaling/") and "step_ms" in r["name"]]
     knn = [r for r in records if r["name"].startswith("scaling/") and "knn_s" in r["name"]]
@@ -168,6 +179,9 @@ def figure(records: list[dict], path: Path) -> bool:
             ax.plot(*zip(*pts, strict=True), marker="o", label=device)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -234,11 +248,16 @@ def markdown(records: list[dict], figure_rel: str | None, quick: bool, note: str
             for r in part:
                 lines.append(
                     f"| `{r['name']}` | {_fmt(r['value'])} | {r['unit']} | {r['baseline'] or ''} "
-                    f"| {_fmt(r['baseline_value'])} | {_fmt(r['ratio'])} | {_goal(r)} |"
+                    f"| {_fmt(r['baseline_value'])} | {_fmt(r['ratio'])}"
+                    + (f" (CPU time: {_fmt(r['cpu_ratio'])})" if r.get("cpu_ratio") else "")
+                    + f" | {_goal(r)} |"
                 )
-            conditions = sorted({r["conditions"] for r in part if r.get("conditions")})
-            if conditions:
-                lines += [""] + [f"- {c}" for c in conditions]
+            conditions = [r.get("conditions") for r in part if r.get("conditions")]
+            if len(set(conditions)) == 1:
+                lines += ["", f"Conditions: {conditions[0]}."]
+            elif conditions:
+                lines += [""] + [f"- `{r['name']}`: {r['conditions']}" for r in part
+                                 if r.get("conditions")]  # fmt: skip
             lines.append("")
     if figure_rel:
         lines += [
