@@ -48,12 +48,19 @@ demo: install
 	$(VENV)/bin/ssl-norms plot $(DEMO_RUN)
 	@echo "demo done: run folder $(DEMO_RUN) (config.yaml, checkpoints/, csv/metrics.csv, wandb/, plots/)"
 
-# Speed goals are measured here, never in tests.
-bench: install
-	$(PY) benchmarks/bench_datamodules.py
-	$(PY) benchmarks/bench_knn.py
-	$(PY) benchmarks/bench_monitors.py
-	$(PY) benchmarks/bench_monitors.py --backbone mlp --every 1 10 25 50
+# Speed goals are measured here, never in tests: results/bench.json, BENCHMARKS.md and its
+# scaling figure (benchmarks/run_all.py). QUICK=1: tiny sizes, the report in BENCH_DIR (the
+# test suite runs it to prove the scripts run). lightly (the peer loop) comes with .[bench].
+QUICK ?=
+BENCH_DIR ?= results
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRA),dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py --out-dir $(BENCH_DIR) $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # Table 3 (15 trainings of 500 epochs at the paper's size: a GPU job). TABLE3_ARGS goes to
 # `ssl-norms reproduce table3`, e.g. TABLE3_ARGS="--datasets cifar10_unbalanced -- -c configs/cpu/table3.yaml".

@@ -7,7 +7,9 @@ same recipe (``datamodules.transforms`` presets), each from a DataLoader as in t
   ``--workers`` loader processes (default 2, one per core of the 2-core goal machine);
 - batched: ``augment_on="device"``: the uint8 loader (``RawImageDataset``, no workers) and
   ``BatchAugment`` on the CPU with ``--threads`` intra-op threads (default 2), and on CUDA
-  when present (the images moved to the GPU first, as Lightning does; timed to a sync).
+  when present (the images moved to the GPU first, as Lightning does; timed to a sync);
+- batched in the workers: ``augment_on="loader_batched"``: ``BatchAugment`` in ``--workers``
+  loader processes, a whole batch per fetch (one thread each).
 
 Each measurement: ``--warmup`` batches untimed (worker start-up, allocator), then
 ``--repeats`` timings of ``--batches`` batches; the value is the median. Unit: two-view
@@ -65,9 +67,10 @@ def bench(args) -> list[dict]:
     import torch
     from torch.utils.data import DataLoader
 
+    from datamodules.base import AugmentBatch
     from datamodules.batch_augment import BatchAugment
-    from datamodules.datasets import ImageSet, RawImageDataset, TwoViewDataset
-    from datamodules.sampler import EpochSampler
+    from datamodules.datasets import ImageSet, IndexBatchDataset, RawImageDataset, TwoViewDataset
+    from datamodules.sampler import GlobalBatchSampler
     from datamodules.transforms import IMAGENET_STATS, resolve_augmentation, two_view_augmentation
 
     mean, std = IMAGENET_STATS
@@ -84,7 +87,7 @@ def bench(args) -> list[dict]:
             per_image = TwoViewDataset(base, two_view_augmentation(views, size, mean, std))
             loader = DataLoader(
                 per_image, batch_size=args.batch_size, num_workers=args.workers,
-                sampler=EpochSampler(n_images, on_epoch=per_image.set_epoch),
+                sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=per_image.set_epoch),
                 persistent_workers=args.workers > 0, drop_last=True,
             )  # fmt: skip
             it = _cycle(loader)
@@ -98,11 +101,36 @@ def bench(args) -> list[dict]:
                   file=sys.stderr)  # fmt: skip
 
             raw = RawImageDataset(base)
+            # augment_on="loader_batched": the batched recipe in the same number of workers.
+            aug = BatchAugment(views, size, mean, std)
+            lb_loader = DataLoader(
+                IndexBatchDataset(raw), batch_size=args.batch_size, num_workers=args.workers,
+                sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
+                persistent_workers=args.workers > 0, drop_last=True,
+                collate_fn=AugmentBatch(aug, raw),
+            )  # fmt: skip
+            lb_it = _cycle(lb_loader)
+            rate = _timed(
+                lambda it=lb_it: next(it), args.batches, args.warmup, args.repeats, args.batch_size
+            )
+            del lb_it, lb_loader
+            print(
+                f"{label} batched in {args.workers} workers: {rate:,.0f} images/s", file=sys.stderr
+            )
+            records.append(
+                {
+                    "name": f"augment/two_view/batched_loader/{label}",
+                    "value": round(rate, 1),
+                    "unit": "images/s",
+                    "baseline": baseline,
+                    "baseline_value": round(base_rate, 1),
+                    "ratio": round(rate / base_rate, 3),
+                }
+            )
             raw_loader = DataLoader(
                 raw, batch_size=args.batch_size, num_workers=0, drop_last=True,
-                sampler=EpochSampler(n_images, on_epoch=raw.set_epoch),
+                sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
             )  # fmt: skip
-            aug = BatchAugment(views, size, mean, std)
             devices = ["cpu"] + (
                 ["cuda"] if torch.cuda.is_available() and not args.cpu_only else []
             )

@@ -12,20 +12,30 @@ shared CPU is noisier than the hook timings.
     python benchmarks/bench_monitors.py                         # ResNet-18 (width 16), 32 px
     python benchmarks/bench_monitors.py --backbone mlp          # the demo's MLP: tiny steps
     python benchmarks/bench_monitors.py --width 64 --steps 20   # the paper's ResNet-18
+    python benchmarks/bench_monitors.py --quick --out results/bench_monitors.json
+
+Records (JSON, to stdout or ``--out``): ``monitors/<device>/<backbone>/every_<n>``: the
+monitors' hook time per step in % of the step without them (goal < 2 %).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor
-from ssl_norms.methods import SimCLR
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import record  # noqa: E402
+
+from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor  # noqa: E402
+from ssl_norms.methods import SimCLR  # noqa: E402
 
 
 class Synthetic(Dataset):
@@ -113,7 +123,7 @@ def fit(args, every: int | None) -> tuple[list[float], float]:
     return timer.times[args.warmup :], acc[0]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -124,9 +134,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--every", type=int, nargs="+", default=[1, 50])
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
+    p.add_argument("--out", help="write the JSON records here (default: stdout)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.backbone, args.batch_size, args.steps, args.warmup, args.every = "mlp", 16, 4, 1, [1]
     print(
-        f"SimCLR {args.backbone} (width {args.width}), batch {args.batch_size}, {args.steps} steps, torch threads {torch.get_num_threads()}"
+        f"SimCLR {args.backbone} (width {args.width}), batch {args.batch_size}, {args.steps} steps, torch threads {torch.get_num_threads()}",
+        file=sys.stderr,
     )
     base, _ = fit(args, None)
     runs = {every: fit(args, every) for every in args.every}
@@ -135,16 +150,44 @@ def main() -> None:
     # monitors' share is not understated on a loaded machine.
     fastest = min([step] + [statistics.median(t) for t, _ in runs.values()])
     print(
-        f"no monitors:       median step {step * 1e3:8.2f} ms (fastest median of all fits {fastest * 1e3:.2f} ms)"
+        f"no monitors:       median step {step * 1e3:8.2f} ms (fastest median of all fits {fastest * 1e3:.2f} ms)",
+        file=sys.stderr,
     )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = args.backbone + (f" w{args.width}" if args.backbone != "mlp" else "")
+    records = []
     for every, (times, hooks) in runs.items():
         per_step_hooks = hooks / (len(times) + args.warmup)
         s = statistics.median(times)
         print(
             f"every_n_steps={every:<4d} median step {s * 1e3:8.2f} ms, monitor hooks {per_step_hooks * 1e3:7.3f} ms/step "
             f"= {100 * per_step_hooks / fastest:5.2f} % of the fastest step (target < 2 %); "
-            f"end-to-end vs no monitors {100 * (s + per_step_hooks - step) / step:+6.2f} % (noisy)"
+            f"end-to-end vs no monitors {100 * (s + per_step_hooks - step) / step:+6.2f} % (noisy)",
+            file=sys.stderr,
         )
+        records.append(
+            record(
+                f"monitors/{device}/{args.backbone}/every_{every}",
+                100 * per_step_hooks / fastest,
+                "% of a step",
+                "training step without monitors (ms)",
+                1e3 * fastest,
+                ratio=(fastest + per_step_hooks) / fastest,
+                conditions=(
+                    f"EmbeddingNormMonitor + EffectiveLRMonitor every {every} steps, SimCLR "
+                    f"{model}, batch {args.batch_size}, {device}; ratio = step with the "
+                    "monitors' hooks / step without"
+                ),
+                hook_ms_per_step=round(1e3 * per_step_hooks, 4),
+            )
+        )
+    text = json.dumps(records, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+    return records
 
 
 if __name__ == "__main__":

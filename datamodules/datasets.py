@@ -17,7 +17,14 @@ from torch.utils.data import Dataset
 
 from datamodules.threads import one_thread
 
-__all__ = ["EvalDataset", "ImageSet", "RawImageDataset", "TwoViewDataset", "sample_seed"]
+__all__ = [
+    "EvalDataset",
+    "ImageSet",
+    "IndexBatchDataset",
+    "RawImageDataset",
+    "TwoViewDataset",
+    "sample_seed",
+]
 
 _M64 = (1 << 64) - 1
 
@@ -133,6 +140,34 @@ class RawImageDataset(EpochAwareDataset):
 
     def __getitem__(self, i: int):
         return self.base.images[i], int(self.base.labels[i]), int(i)
+
+
+class IndexBatchDataset(Dataset):
+    """Training set of ``data_on_device``: a whole batch ``(idx, y, idx)`` (int64 tensors) per
+    fetch, without per-sample calls; the images stay with the DataModule, on the device.
+
+    Use with a batch size, ``collate_fn=IndexBatchDataset.collate`` and no workers.
+    """
+
+    def __init__(self, raw: RawImageDataset):
+        self.raw = raw
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, i: int):
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        return [(idx, self.raw.base.labels[idx], idx)]
+
+    @staticmethod
+    def collate(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """The one batch ``__getitems__`` made (or single samples, concatenated)."""
+        if len(batch) == 1:
+            return batch[0]
+        return tuple(torch.cat(parts) for parts in zip(*batch, strict=True))
 
 
 def _two(transform: Callable | Sequence[Callable]) -> tuple[Callable, Callable]:

@@ -89,8 +89,12 @@ class Flowers102DataModule(SSLDataModule):
             one ``AugmentationConfig`` for both views, or a pair (view 1, view 2).
         cache_dir: optional folder for a cache of decoded images (recommended: decoding
             the 6,149 + 1,020 JPEGs takes several seconds).
-        augment_on: ``"loader"`` (per image in the loader workers) or ``"device"`` (whole
-            uint8 batches on the model's device, ``datamodules.batch_augment``).
+        augment_on: ``"loader"`` (per image in the loader workers), ``"loader_batched"``
+            (whole batches in the loader workers, the batched recipe: less CPU time) or
+            ``"device"`` (whole uint8 batches on the model's device,
+            ``datamodules.batch_augment``).
+        data_on_device: with ``augment_on="device"``, keep the uint8 training set on the
+            model's device and serve index batches (``configs/overrides/fast_gpu.yaml``).
     """
 
     num_classes = NUM_CLASSES
@@ -110,11 +114,12 @@ class Flowers102DataModule(SSLDataModule):
         eval_subset: int | None = None,
         augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
-        augment_on: Literal["loader", "device"] = "loader",
+        augment_on: Literal["loader", "loader_batched", "device"] = "loader",
+        data_on_device: bool = False,
     ):
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir, augment_on,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on, data_on_device,
         )  # fmt: skip
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")

@@ -67,7 +67,8 @@ class ImageNet100DataModule(SSLDataModule):
             one ``AugmentationConfig`` for both views, or a pair (view 1, view 2).
         cache_dir: optional folder for decoded OOD caches.
         augment_on: ``"loader"`` only: the images are decoded per access, so there is no
-            uint8 tensor for ``"device"`` to augment on the device.
+            uint8 tensor for ``"device"`` or ``"loader_batched"`` to augment batched.
+        data_on_device: ``False`` only, for the same reason (``augment_on="device"`` first).
     """
 
     num_classes = NUM_CLASSES
@@ -89,16 +90,17 @@ class ImageNet100DataModule(SSLDataModule):
         eval_subset: int | None = None,
         augmentation: AugmentationSpec = "auto",
         cache_dir: str | None = None,
-        augment_on: Literal["loader", "device"] = "loader",
+        augment_on: Literal["loader", "loader_batched", "device"] = "loader",
+        data_on_device: bool = False,
     ):
         super().__init__(
             data_dir, batch_size, eval_batch_size, num_workers, seed, download, ood,
-            train_subset, eval_subset, augmentation, cache_dir, augment_on,
+            train_subset, eval_subset, augmentation, cache_dir, augment_on, data_on_device,
         )  # fmt: skip
-        if augment_on == "device":
+        if augment_on in ("device", "loader_batched"):
             raise ValueError(
                 "ImageNet100DataModule decodes its JPEGs per access, so there is no uint8 "
-                "image tensor for augment_on='device' to augment on the device: use "
+                f"image tensor for augment_on={augment_on!r} to augment batched: use "
                 "augment_on='loader' (several num_workers)"
             )
         if image_size < 8:

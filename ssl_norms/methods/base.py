@@ -126,6 +126,13 @@ class SSLMethod(LightningModule):
             statistics of the global batch, so W processes train the single-process model
             (docs/distributed.md). False lets each process normalise its own shard: faster
             across nodes, but another model.
+        channels_last: keep the backbone's 4-D weights and the image batches in the
+            channels-last (NHWC) memory format. The same model and loss up to float
+            round-off; convolutions run faster on CPU (oneDNN) and on GPU tensor cores
+            (measured in BENCHMARKS.md). Vector inputs (the MLP backbone) are unaffected.
+        compile_backbone: ``torch.compile`` the backbone when fitting starts (in place,
+            ``nn.Module.compile``: parameter names and checkpoints unchanged). The first
+            steps then pay the compilation; worth it for long runs (BENCHMARKS.md).
     """
 
     def __init__(
@@ -150,6 +157,8 @@ class SSLMethod(LightningModule):
         gradscale_power: float = 0.0,
         check_finite: bool = True,
         sync_batchnorm: bool = True,
+        channels_last: bool = True,
+        compile_backbone: bool = False,
     ) -> None:
         super().__init__()
         if type(self) is SSLMethod:
@@ -198,6 +207,9 @@ class SSLMethod(LightningModule):
             raise ValueError(
                 f"backbone must be a name or an nn.Module, got {type(backbone).__name__}"
             )
+        if channels_last:
+            # Only 4-D tensors change layout; the values and the state_dict keys stay.
+            backbone = backbone.to(memory_format=torch.channels_last)
         self.backbone = backbone
         self.feature_dim = (
             backbone_out_dim if backbone_out_dim is not None else feature_dim(backbone)
@@ -278,6 +290,8 @@ class SSLMethod(LightningModule):
                 # runs on CUDA only; GlobalBatchNorm on any backend.
                 cuda = trainer.strategy.root_device.type == "cuda"
                 convert_sync_batchnorm(self, cuda=cuda)
+        if stage == "fit" and self.hparams.get("compile_backbone", False):
+            self.backbone.compile()  # in place: the parameter names stay those of the checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores the weights before its precision plugin converts the module
@@ -319,11 +333,17 @@ class SSLMethod(LightningModule):
         """Loss-space embedding z before normalisation (docs/contract.md)."""
         return self.project(self.backbone(x))
 
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the backbone's memory format (channels-last for image batches when set)."""
+        if x.dim() == 4 and self.hparams.get("channels_last", False):
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         views, y, _idx = batch
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} expects 2 views per sample, got {len(views)}")
-        out = self.compute_loss(views[0], views[1])
+        out = self.compute_loss(self._memory_format(views[0]), self._memory_format(views[1]))
         self._check_finite_loss(out.loss, batch_idx, out.z, out.h)
         # "train/loss" is the contract's name (docs/contract.md): per step, without the
         # _step suffix Lightning adds when one key is logged both per step and per epoch.
@@ -349,7 +369,7 @@ class SSLMethod(LightningModule):
 
     def _eval_step(self, batch: Any) -> dict[str, torch.Tensor]:
         x, y, idx = batch
-        h = self.backbone(x)
+        h = self.backbone(self._memory_format(x))
         z = self.project(h)
         return {"h": h.detach(), "z": z.detach(), "y": y, "idx": idx}
 

@@ -344,7 +344,9 @@ def test_device_mode_needs_a_uint8_image_tensor(tiny_cifar):
 
     with pytest.raises(ValueError, match="augment_on='loader'"):
         ImageNet100DataModule("unused", augment_on="device")
-    with pytest.raises(ValueError, match="augment_on must be 'loader' or 'device'"):
+    with pytest.raises(
+        ValueError, match="augment_on must be 'loader', 'loader_batched' or 'device'"
+    ):
         _dm(tiny_cifar, augment_on="gpu")
     lazy = ImageSet([torch.zeros(3, 8, 8, dtype=torch.uint8)] * 2, [0, 1], ["a", "b"])
     with pytest.raises(ValueError, match="one uint8 tensor"):

@@ -235,3 +235,50 @@ def test_many_duplicates_take_lowest_indices(backend):
             assert torch.equal(row, expected), k
     pred, _ = knn_predict(bank, labels, queries, k=50, num_classes=6, backend=backend)
     assert torch.equal(pred, reference(bank, labels, queries, 50, 0.1, 6)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend", ["auto", "faiss", "torch"])
+def test_cuda_features_stay_on_the_device_and_predict_as_on_cpu(backend):
+    if backend == "faiss" and not faiss_available():
+        pytest.skip("needs faiss")
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(5, 64, generator=g)
+    y = torch.randint(0, 5, (3000,), generator=g)
+    bank = centers[y] + torch.randn(3000, 64, generator=g)
+    yq = torch.randint(0, 5, (500,), generator=g)
+    queries = centers[yq] + torch.randn(500, 64, generator=g)
+    bank[100] = bank[7]  # a duplicate: the tie rule must hold on the GPU too
+    cpu_pred, cpu_scores = knn_predict(bank, y, queries, k=20, num_classes=5, backend="torch")
+    pred, scores = knn_predict(
+        bank.cuda(), y.cuda(), queries.cuda(), k=20, num_classes=5, backend=backend
+    )
+    assert pred.is_cuda and scores.is_cuda
+    assert torch.equal(pred.cpu(), cpu_pred)
+    torch.testing.assert_close(scores.cpu(), cpu_scores, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_backend_holds_one_chunk_of_similarities_at_a_time(monkeypatch):
+    import weakref
+
+    alive_at_matmul: list[int] = []
+    chunks: list[weakref.ref] = []
+    original = torch.Tensor.__matmul__
+
+    def matmul(a, b):
+        alive_at_matmul.append(sum(ref() is not None for ref in chunks))
+        out = original(a, b)
+        chunks.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", matmul)
+    g = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(500, 16, generator=g), torch.randn(95, 16, generator=g)
+    sims, idx = knn_search(bank, queries, k=5, backend="torch", chunk_size=10)
+    assert len(alive_at_matmul) >= 10  # one matmul per chunk of 10 queries
+    # When a chunk's similarities are computed, no earlier chunk's are still held.
+    assert max(alive_at_matmul) == 0
+    monkeypatch.undo()
+    want = torch.topk(F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T, 5, dim=1)
+    torch.testing.assert_close(sims, want.values)
+    assert torch.equal(idx, want.indices)
