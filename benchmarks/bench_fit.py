@@ -6,9 +6,9 @@ same DataModule's training loader (by default the real exponentially imbalanced 
 14,736 images; ``--synthetic`` makes random images), batch ``--batch-size``,
 ``--num-workers`` loader workers:
 
-- ``fit``: ``lightning.Trainer.fit`` of ``ssl_norms.methods.SimCLR`` with the three monitors
-  of the shipped configs (``KNNMonitor``, ``EmbeddingNormMonitor``, ``EffectiveLRMonitor``,
-  the per-step ones every ``--monitor-every`` steps), a CSV logger, the NaN guard, the
+- ``fit``: ``lightning.Trainer.fit`` of ``ssl_norms.methods.SimCLR`` with the monitors of the
+  shipped configs (``EvaluationPass`` and its k-NN, norm, confidence and health monitors,
+  ``EffectiveLRMonitor``; the per-step ones every ``--monitor-every`` steps), a CSV logger, the NaN guard, the
   warm-up + cosine schedule; k-NN evaluation off (``limit_val_batches=0``: the k-NN pass is
   timed by ``bench_knn.py``);
 - ``plain``: a plain loop over the same module class: ``compute_loss``, ``backward``,
@@ -183,7 +183,14 @@ def run_fit(args, device: str, others: dict | None = None):
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
-    from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor, KNNMonitor
+    from callbacks import (
+        ConfidenceMonitor,
+        EffectiveLRMonitor,
+        EmbeddingNormMonitor,
+        EvaluationPass,
+        HealthMonitor,
+        KNNMonitor,
+    )
 
     window = _Window()
     durations: dict[str, list[float]] = {"fit": [], **{name: [] for name in others or {}}}
@@ -228,8 +235,12 @@ def run_fit(args, device: str, others: dict | None = None):
             log_every_n_steps=args.monitor_every,
             logger=CSVLogger(logs),
             callbacks=[
-                KNNMonitor(every_n_epochs=10, k=200, temperature=0.1, bucket_accuracy=True),
+                # The shipped configs' monitors (configs/base/simclr.yaml).
+                EvaluationPass(every_n_epochs=10),
+                KNNMonitor(k=200, temperature=0.1, bucket_accuracy=True),
                 EmbeddingNormMonitor(every_n_steps=args.monitor_every),
+                ConfidenceMonitor(),
+                HealthMonitor(every_n_steps=args.monitor_every),
                 EffectiveLRMonitor(every_n_steps=args.monitor_every),
                 Timer(),
             ],

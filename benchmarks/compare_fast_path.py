@@ -41,7 +41,7 @@ def run(args, fast: bool, seed: int) -> dict:
     import lightning.pytorch as pl
     import torch
 
-    from callbacks import KNNMonitor
+    from callbacks import EvaluationPass, KNNMonitor
     from datamodules import CIFAR10DataModule
     from ssl_norms.methods import SimCLR
 
@@ -65,11 +65,12 @@ def run(args, fast: bool, seed: int) -> dict:
         num_workers=0 if fast else args.num_workers,
         augment_on="device" if fast else "loader", data_on_device=fast,
     )  # fmt: skip
-    knn = KNNMonitor(every_n_epochs=args.epochs, k=args.k)
+    knn = KNNMonitor(k=args.k)
     trainer = pl.Trainer(
         accelerator="gpu" if args.device == "cuda" else "cpu", devices=1,
         precision=args.fast_precision if fast else args.precision,
-        max_epochs=args.epochs, logger=False, callbacks=[Losses(), knn],
+        max_epochs=args.epochs, logger=False,
+        callbacks=[Losses(), EvaluationPass(every_n_epochs=args.epochs), knn],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0,
     )  # fmt: skip
