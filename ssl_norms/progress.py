@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import torch
 from lightning.pytorch import Callback
@@ -119,9 +119,6 @@ class ProgressLines(Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._evaluation(trainer, "test")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
 
 
 def _backbone_lr(trainer) -> float | None:

@@ -230,9 +230,12 @@ def versus(ours: CellResult, paper: float | None) -> str:
 
 
 def markdown_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines
+    """A Markdown table; a ``|`` inside a cell (``||z||``) is escaped."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]
 
 
 def write_csv(path: Path, records: list[dict[str, object]]) -> Path:

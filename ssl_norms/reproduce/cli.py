@@ -17,6 +17,7 @@ from pathlib import Path
 from ssl_norms.reproduce.base import Context, Runner, Section
 from ssl_norms.reproduce.curves import Fig5, FigS4
 from ssl_norms.reproduce.embedded import Fig3, Fig4, FigS6, TableS1
+from ssl_norms.reproduce.embeddings import options_of
 from ssl_norms.reproduce.profiles import PROFILES
 from ssl_norms.reproduce.report import write_report
 from ssl_norms.reproduce.runs import (
@@ -48,10 +49,19 @@ RUNNERS: dict[str, Runner] = {
 }
 
 
-def _embed_argv(profile):
-    def build(plan: Plan, run_dir: Path, epoch: int) -> list[str]:
-        options = plan.embed[epoch]
-        argv = [str(run_dir), "--epoch", str(epoch), "--k", str(profile.knn_k)]
+def _embed_job(profile):
+    """The embeddings command of a run's epoch and the options its cache is keyed by."""
+
+    def build(plan: Plan, run_dir: Path, epoch: int) -> tuple[list[str], dict]:
+        wanted = plan.embed[epoch]
+        options = options_of(
+            wanted["extra"],
+            wanted["pairs"],
+            wanted["extremes"],
+            wanted["human_index"],
+            profile.knn_k,
+        )
+        argv = [str(run_dir), "--epoch", str(epoch), "--k", str(options["k"])]
         for extra in options["extra"]:
             argv += ["--extra", extra]
         if options["pairs"]:
@@ -60,7 +70,7 @@ def _embed_argv(profile):
             argv += ["--extremes", str(options["extremes"])]
         if options["human_index"]:
             argv.append("--human-index")
-        return argv
+        return argv, options
 
     return build
 
@@ -78,7 +88,7 @@ def run_plans(
     outcomes: dict[str, Outcome] = {}
     missing: dict[str, tuple[str, object]] = {}
     order = sorted(plans.values(), key=lambda p: (p.spec.dataset, p.spec.slug))
-    embed = _embed_argv(ctx.profile)
+    embed = _embed_job(ctx.profile)
     for i, plan in enumerate(order, 1):
         run_dir = ctx.run_dir(plan.spec)
         tag = f"[{i}/{len(order)}] {plan.spec.slug}"

@@ -77,6 +77,8 @@ class _Curves(Runner):
         return figures
 
     def plot(self, figure: str, panels: dict[str, list], rows: tuple[str, ...], path: Path) -> Path:
+        from matplotlib.ticker import FuncFormatter
+
         plt = pyplot()
         ylabels = {"norm": "mean ||z|| (training)", "knn": "k-NN top-1 (%)", "lr": "effective lr"}
         fig, axes = plt.subplots(
@@ -96,6 +98,9 @@ class _Curves(Runner):
                     v > 0 for _, _, s, _ in curves for v in s[what].values()
                 ):
                     ax.set_yscale("log")
+                    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.set(xlabel="epoch", ylabel=ylabels[what])
                 if i == 0:
                     ax.set_title(panel)

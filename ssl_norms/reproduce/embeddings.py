@@ -34,7 +34,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "load", "cache_path", "build_from_run", "source_index", "pair_cosines"]
+__all__ = [
+    "main",
+    "load",
+    "cache_path",
+    "up_to_date",
+    "options_of",
+    "build_from_run",
+    "source_index",
+    "pair_cosines",
+]
 
 CACHE_VERSION = 1
 KNN_TEMPERATURE = 0.1
@@ -245,8 +254,6 @@ def _fingerprint(ckpt: Path, options: dict) -> str:
 
 def compute(run_dir: Path, epoch: int, options: dict, out: Path, device_name: str = "auto") -> Path:
     """Compute and write the cache file (see the module docstring)."""
-    import torch
-
     from ssl_norms.knn import knn_predict
     from ssl_norms.reproduce.runs import checkpoint_at
 
@@ -337,8 +344,31 @@ def compute(run_dir: Path, epoch: int, options: dict, out: Path, device_name: st
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     tmp.replace(out)
     print(f"embeddings: wrote {out}", flush=True)
-    del torch
     return out
+
+
+def up_to_date(run_dir: Path, epoch: int, options: dict) -> bool:
+    """Whether ``RUN/embeddings/epoch-E.npz`` holds these options of the current checkpoint
+    (the runner then starts no process for it)."""
+    from ssl_norms.reproduce.runs import checkpoint_at
+
+    ckpt = checkpoint_at(run_dir, epoch)
+    out = cache_path(run_dir, epoch)
+    if ckpt is None or not out.is_file():
+        return False
+    cached = load(out)
+    return cached is not None and cached[0].get("fingerprint") == _fingerprint(ckpt, options)
+
+
+def options_of(extra: list[str], pairs: int, extremes: int, human_index: bool, k: int) -> dict:
+    """The options a cache file is keyed by (the same for the command line and the runner)."""
+    return {
+        "extra": list(extra),
+        "pairs": int(pairs),
+        "extremes": int(extremes),
+        "human_index": bool(human_index),
+        "k": int(k),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,13 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=200, help="k-NN neighbours")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    options = {
-        "extra": list(args.extra),
-        "pairs": args.pairs,
-        "extremes": args.extremes,
-        "human_index": args.human_index,
-        "k": args.k,
-    }
+    options = options_of(args.extra, args.pairs, args.extremes, args.human_index, args.k)
     out = args.out or cache_path(args.run_dir, args.epoch)
     try:
         compute(args.run_dir, args.epoch, options, out, args.device)

@@ -413,7 +413,7 @@ def execute(
     dry_run: bool = False,
     retry_failed: bool = False,
     in_process: bool = False,
-    embed_argv: Callable[[Plan, Path, int], list[str]] | None = None,
+    embed_job: Callable[[Plan, Path, int], tuple[list[str], dict]] | None = None,
 ) -> Outcome:
     """Bring a run to ``plan.until``, stopping at ``plan.stops``, then compute its embeddings.
 
@@ -468,15 +468,18 @@ def execute(
         if done in plan.keep:
             last = run_dir / "checkpoints" / "last.ckpt"
             shutil.copyfile(last, run_dir / "checkpoints" / f"epoch-{done}.ckpt")
-    if embed_argv is not None:
+    if embed_job is not None:
+        from ssl_norms.reproduce.embeddings import up_to_date
+
         for epoch in sorted(plan.embed):
             if epoch > done:
                 continue
-            argv = embed_argv(plan, run_dir, epoch)
-            _say(
-                tag,
-                f"embeddings of epoch {epoch}: python -m ssl_norms.reproduce.embeddings {shlex.join(argv)}",
-            )
+            argv, options = embed_job(plan, run_dir, epoch)
+            if not dry_run and up_to_date(run_dir, epoch, options):
+                _say(tag, f"embeddings of epoch {epoch}: up to date")
+                continue
+            command = shlex.join(["python", "-m", "ssl_norms.reproduce.embeddings", *argv])
+            _say(tag, f"embeddings of epoch {epoch}: {command}")
             if dry_run:
                 continue
             code, error = run_embeddings(argv, in_process)
