@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed-$(EXTRA)
 DATA ?= ../shared/data
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo lint format bench reproduce-fig2 reproduce-table3 clean help
+.PHONY: install test test-fast demo lint format bench reproduce-fig2 reproduce-all reproduce-report clean help
 
 help:
-	@echo "make demo | test | lint | format | bench | reproduce-fig2 | reproduce-table3 | install | clean"
+	@echo "make demo | test | lint | format | bench | install | clean"
+	@echo "make reproduce-<name> [PROFILE=paper|cpu|smoke] [DEVICES=N] [NODES=M] [DATA_DIR=DIR] [ARGS=...]"
+	@echo "  <name>: table1 table2 table3 table-s1 table-s2 fig3 fig4 fig5 fig-s4 fig-s6 all report; fig2 (simulations)"
 
 install: $(STAMP)
 
@@ -62,11 +64,24 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: install $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py --out-dir $(BENCH_DIR) $(if $(QUICK),--quick) $(BENCH_ARGS)
 
-# Table 3 (15 trainings of 500 epochs at the paper's size: a GPU job). TABLE3_ARGS goes to
-# `ssl-norms reproduce table3`, e.g. TABLE3_ARGS="--datasets cifar10_unbalanced -- -c configs/cpu/table3.yaml".
+# The paper's results (configs/README.md, "Reproducing the paper"): `make reproduce-<name>`
+# runs `ssl-norms reproduce <name>` (resumable; results/<name>/ and results/REPORT.md).
+# PROFILE=paper (the paper's size, GPU-days) | cpu (2 CPU cores on ../shared/data, about an
+# hour for `reproduce-all`) | smoke (seconds per run). DEVICES / NODES go to every fit
+# (trainer.devices / num_nodes; batch_size stays the global batch), DATA_DIR to its data
+# config; ARGS is added to the command (e.g. ARGS="--dry-run", ARGS="-- --trainer.precision
+# 16-mixed"). TABLE3_ARGS is the older name of ARGS for reproduce-table3.
+PROFILE ?= paper
+DEVICES ?=
+NODES ?=
+DATA_DIR ?=
+ARGS ?=
 TABLE3_ARGS ?=
-reproduce-table3: install
-	$(VENV)/bin/ssl-norms reproduce table3 $(TABLE3_ARGS)
+REPRODUCE_FLAGS = --profile $(PROFILE) $(if $(DEVICES),--devices $(DEVICES)) $(if $(NODES),--nodes $(NODES)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+RESULTS := table1 table2 table3 table-s1 table-s2 fig3 fig4 fig5 fig-s4 fig-s6 all report
+.PHONY: $(addprefix reproduce-,$(RESULTS))
+$(addprefix reproduce-,$(RESULTS)): reproduce-%: install
+	$(VENV)/bin/ssl-norms reproduce $* $(REPRODUCE_FLAGS) $(TABLE3_ARGS) $(ARGS)
 
 clean:
 	rm -rf results runs .pytest_cache

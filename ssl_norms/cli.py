@@ -23,8 +23,10 @@ subcommands:
   simulate {aparametric,latent-classes} --out DIR
                         the simulations of the paper's Section 4 (Figure 2)
   plot RUN_DIR          draw norm, effective-lr and k-NN curves from a run's CSV logs
-  reproduce {table2,table3} [-- FIT_ARGS]
-                        run a k-NN table of the paper (one fit per cell) and compare
+  reproduce NAME... [--profile paper|cpu|smoke] [-- FIT_ARGS]
+                        run results of the paper (table1, table2, table3, table-s1,
+                        table-s2, fig3, fig4, fig5, fig-s4, fig-s6, all) and write
+                        results/REPORT.md beside the paper's values
   analyze -c CONFIG --ckpt CKPT [--ood NAME[=FOLDER] ...] --out DIR
                         the norm as a confidence score: DIR/report.md with its figures
   dashboard --entity E --project P

@@ -48,6 +48,7 @@ from ssl_norms.checkpoint_io import AtomicCheckpointIO
 from ssl_norms.config_errors import explain_config_error, strip_union_listing
 from ssl_norms.loggers import ResumableCSVLogger
 from ssl_norms.methods import SSLMethod
+from ssl_norms.progress import ProgressLines, ProgressMode, use_lines
 from ssl_norms.resume import CheckpointInfo, check_checkpoint_fits, read_checkpoint_info
 from ssl_norms.run_folder import (
     CKPT_KEYWORDS,
@@ -236,6 +237,13 @@ class SSLNormsCLI(LightningCLI):
             help="W&B mode: auto = online with an API key and network, else offline",
         )
         parser.add_argument("--wandb_project", type=str, default="ssl-norms", help="W&B project")
+        parser.add_argument(
+            "--progress",
+            type=ProgressMode,
+            default="auto",
+            help="bar: Lightning's progress bar; lines: one line per epoch and per evaluation "
+            "(ssl_norms.progress); auto: the bar in a terminal, lines otherwise (logs, CI, SLURM)",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         global _ARGV, _CWD
@@ -430,6 +438,12 @@ class SSLNormsCLI(LightningCLI):
                     enable_version_counter=False,
                 )
             )
+        mode = cfg.get("progress") or "auto"
+        # "auto" replaces the bar where it would be drawn; --trainer.enable_progress_bar false
+        # still silences both. "lines" always prints them.
+        if use_lines(mode) and (mode == "lines" or config.get("enable_progress_bar") is not False):
+            config["enable_progress_bar"] = False
+            user_callbacks.append(ProgressLines())
         config["callbacks"] = user_callbacks
         return super()._instantiate_trainer(config, callbacks)
 

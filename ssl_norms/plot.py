@@ -26,10 +26,12 @@ import re
 import sys
 from pathlib import Path
 
+from ssl_norms import metric_names as M
+
 __all__ = ["MetricsFileError", "main", "read_metrics", "plot_metrics"]
 
 Series = dict[str, list[tuple[float, float]]]
-QUANTILES = ("q05", "q25", "q50", "q75", "q95")
+QUANTILES = M.QUANTILES
 
 
 class MetricsFileError(ValueError):
@@ -107,21 +109,20 @@ def _indexed(series: Series, prefix: str) -> list[tuple[str, str]]:
 
 
 def _plot_norms(plt, series: Series, out: Path) -> Path | None:
-    spaces = [s for s in ("z", "h") if f"norm/{s}_mean" in series]
+    spaces = [s for s in ("z", "h") if M.step_norm(s, "mean") in series]
     if not spaces:
         return None
     fig, axes = plt.subplots(1, len(spaces), figsize=(6 * len(spaces), 4), squeeze=False)
     for ax, space in zip(axes[0], spaces, strict=True):
-        x, mean = _xy(series, f"norm/{space}_mean")
+        x, mean = _xy(series, M.step_norm(space, "mean"))
         ax.plot(x, mean, label="batch mean", color="C0")
         for lo, hi, alpha in (("q05", "q95", 0.15), ("q25", "q75", 0.3)):
-            xl, yl = _xy(series, f"norm/{space}_{lo}")
-            xh, yh = _xy(series, f"norm/{space}_{hi}")
+            xl, yl = _xy(series, M.step_norm(space, lo))
+            xh, yh = _xy(series, M.step_norm(space, hi))
             if yl and len(yl) == len(yh):
                 ax.fill_between(xl, yl, yh, alpha=alpha, color="C0", label=f"{lo}-{hi}")
-        infix = "" if space == "z" else "h_"
-        for i, split in enumerate(("bank", "eval")):
-            xs, ys = _xy(series, f"norm/{split}_{infix}mean")
+        for i, split in enumerate(M.SPLITS):
+            xs, ys = _xy(series, M.split_norm(split, "mean", space))
             if ys:
                 ax.plot(xs, ys, "o--", color=f"C{i + 1}", label=f"{split} mean (evaluation)")
         ax.set(
@@ -134,7 +135,7 @@ def _plot_norms(plt, series: Series, out: Path) -> Path | None:
 
 
 def _plot_effective_lr(plt, series: Series, out: Path) -> Path | None:
-    keys = [k for k in ("lr/base", "lr/effective", "lr/effective_median") if k in series]
+    keys = [k for k in (M.LR_BASE, M.LR_EFFECTIVE, M.LR_EFFECTIVE_MEDIAN) if k in series]
     if not keys:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -148,7 +149,7 @@ def _plot_effective_lr(plt, series: Series, out: Path) -> Path | None:
 
 
 def _plot_knn(plt, series: Series, out: Path) -> Path | None:
-    keys = [k for k in ("knn/top1", "knn/top5") if k in series]
+    keys = [k for k in (M.KNN_TOP1, M.KNN_TOP5) if k in series]
     if not keys:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -161,12 +162,12 @@ def _plot_knn(plt, series: Series, out: Path) -> Path | None:
 
 def _plot_distributions(plt, series: Series, out: Path) -> Path | None:
     boxes = []
-    for split in ("bank", "eval"):
-        for infix, space in (("", "z"), ("h_", "h")):
-            qs = [_last(series, f"norm/{split}_{infix}{q}") for q in QUANTILES]
+    for split in M.SPLITS:
+        for space in ("z", "h"):
+            qs = [_last(series, M.split_norm(split, q, space)) for q in QUANTILES]
             if any(q is None for q in qs):
                 continue
-            mean = _last(series, f"norm/{split}_{infix}mean")
+            mean = _last(series, M.split_norm(split, "mean", space))
             stats = dict(whislo=qs[0], q1=qs[1], med=qs[2], q3=qs[3], whishi=qs[4], fliers=[])
             stats["label"] = f"{split} ||{space}||"
             if mean is not None:
@@ -181,8 +182,8 @@ def _plot_distributions(plt, series: Series, out: Path) -> Path | None:
 
 
 def _plot_class_means(plt, series: Series, out: Path) -> Path | None:
-    classes = _indexed(series, "norm/class_mean/")
-    ood = _indexed(series, "norm/ood_ratio/")
+    classes = _indexed(series, M.class_mean(""))
+    ood = _indexed(series, M.ood_ratio(""))
     if not classes and not ood:
         return None
     panels = (1 if classes else 0) * 2 + (1 if ood else 0)
@@ -206,13 +207,13 @@ def _plot_class_means(plt, series: Series, out: Path) -> Path | None:
 
 
 def _plot_buckets(plt, series: Series, out: Path) -> Path | None:
-    buckets = _indexed(series, "knn/bucket_acc/")
+    buckets = _indexed(series, M.bucket_acc(""))
     if not buckets:
         return None
     # Only the buckets of the last evaluation (earlier ones may hold other buckets).
     last_step = max(series[key][-1][0] for _, key in buckets)
     pts = [(int(i), series[key][-1][1]) for i, key in buckets if series[key][-1][0] == last_step]
-    counts = {int(i): _last(series, f"knn/bucket_count/{i}") for i, _ in buckets}
+    counts = {int(i): _last(series, M.bucket_count(i)) for i, _ in buckets}
     n = 20
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [(i + 0.5) / n for i, _ in pts]

@@ -1,0 +1,75 @@
+"""Readable logs: one line per epoch and per evaluation without a terminal, the bar in one."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_helpers import REPO
+
+from ssl_norms.progress import ProgressLines, use_lines
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_means_lines_unless_stdout_is_a_terminal() -> None:
+    assert use_lines("auto", io.StringIO()) and not use_lines("auto", Terminal())
+    assert use_lines("lines", Terminal()) and not use_lines("bar", io.StringIO())
+    with pytest.raises(ValueError, match="progress must be auto, bar or lines"):
+        use_lines("quiet")  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+@pytest.mark.parametrize(("mode", "lines"), [("lines", True), ("bar", False)])
+def test_the_cli_installs_the_lines_instead_of_the_bar(
+    tmp_path: Path, mode: str, lines: bool
+) -> None:
+    from ssl_norms.lightning_cli import run
+
+    cli = run(
+        ["-c", str(REPO / "configs/demo.yaml"), "--progress", mode, "--wandb", "disabled",
+         "--run_dir", str(tmp_path / "run")],
+        run=False,
+    )  # fmt: skip
+    installed = [c for c in cli.trainer.callbacks if isinstance(c, ProgressLines)]
+    assert bool(installed) is lines
+    assert (cli.trainer.progress_bar_callback is None) is lines
+
+
+@pytest.mark.slow
+def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> None:
+    """`make demo` with its output in a file: lines, never a redrawn bar."""
+    log = tmp_path / "fit.log"
+    with open(log, "w") as out:
+        code = subprocess.call(
+            [
+                sys.executable, "-m", "ssl_norms.cli", "fit",
+                "-c", str(REPO / "configs/demo.yaml"),
+                "--trainer.max_epochs", "4",
+                "--data.init_args.n_train", "512",
+                "--data.init_args.n_eval", "256",
+                "--wandb", "disabled",
+                "--run_dir", str(tmp_path / "run"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )  # fmt: skip
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    lines = text.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/4", "2/4", "3/4", "4/4"]
+    for line in epochs:
+        assert " loss " in line and " ||z|| " in line and " lr " in line and line.endswith(" s")
+    # The demo evaluates every 3 epochs and at the last one.
+    evals = [line for line in lines if line.startswith("eval ")]
+    assert [line.split()[2] for line in evals] == ["3", "4"]
+    assert all("knn/top1 " in line and "||z|| bank " in line for line in evals)
+    assert "\r" not in text and "it/s" not in text and "Epoch 0:" not in text
