@@ -1,4 +1,4 @@
-"""Throughput of the DataModule pipelines (issue 3): printed, never asserted.
+"""Throughput of the DataModule pipelines: printed, never asserted.
 
 Measures, on the real CIFAR-10 (HF parquet, JPEG) or any ``--data-dir``:
 1. decoding: parquet -> in-memory uint8 [50000, 3, 32, 32] (done once per run), images/s;

@@ -1,4 +1,4 @@
-"""Cost of the per-step monitors on a training step (issue 5, Performance).
+"""Cost of the per-step monitors on a training step.
 
 Target: ``EmbeddingNormMonitor`` + ``EffectiveLRMonitor`` add under 2 % to a training step.
 Runs SimCLR on synthetic data with a chosen backbone and measures, in one fit:

@@ -18,6 +18,7 @@ import math
 from typing import Any, Literal
 
 from callbacks.evaluation import EvalFeatures, EvalMonitor
+from ssl_norms import metric_names as M
 from ssl_norms.confidence import ood_detection, selective_prediction, spearman
 
 __all__ = ["ConfidenceMonitor"]
@@ -76,12 +77,12 @@ class ConfidenceMonitor(EvalMonitor):
 
     def metrics(self, results: dict[str, Any]) -> dict[str, float]:
         metrics = {
-            f"confidence/{stat}/{name}": value
+            M.ood_detection(stat, name): value
             for name, by_stat in results["ood"].items()
             for stat, value in by_stat.items()
         }
         for stat in ("aurc", "random_aurc", "excess_aurc", "spearman"):
             value = results.get(stat)
             if value is not None and not math.isnan(value):  # NaN: correctness is constant
-                metrics[f"confidence/{stat}"] = value
+                metrics[M.selective(stat)] = value
         return metrics

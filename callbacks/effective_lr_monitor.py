@@ -23,6 +23,7 @@ from callbacks._logging import (
     optimizer_step_completes,
     train_step_logged,
 )
+from ssl_norms import metric_names as M
 from ssl_norms.norms import effective_learning_rate, embedding_norms
 
 __all__ = ["EffectiveLRMonitor", "backbone_lr", "effective_lr_stats"]
@@ -93,9 +94,9 @@ class EffectiveLRMonitor(Callback):
         log_scalars(
             trainer,
             {
-                "lr/base": self._lr,
-                "lr/effective": stats["mean"],
-                "lr/effective_median": stats["median"],
+                M.LR_BASE: self._lr,
+                M.LR_EFFECTIVE: stats["mean"],
+                M.LR_EFFECTIVE_MEDIAN: stats["median"],
             },
             log_step(trainer),
         )

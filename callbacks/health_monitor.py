@@ -28,6 +28,7 @@ from callbacks._logging import (
     train_step_logged,
 )
 from callbacks.evaluation import EvalFeatures, EvalMonitor
+from ssl_norms import metric_names as M
 from ssl_norms.health import alignment, l2_normalized_std, opposite_halves_rate, rankme, uniformity
 
 __all__ = ["HealthMonitor", "spread_rows", "pair_health"]
@@ -114,7 +115,7 @@ class HealthMonitor(EvalMonitor):
         if not trainer.is_global_zero:
             return
         self.last_train_results = pair_health(pairs["z1"], pairs["z2"])
-        metrics = {f"health/{k}": v for k, v in self.last_train_results.items()}
+        metrics = {M.health_step(k): v for k, v in self.last_train_results.items()}
         log_scalars(trainer, metrics, log_step(trainer))
 
     # -- evaluation -----------------------------------------------------------------
@@ -140,7 +141,7 @@ class HealthMonitor(EvalMonitor):
 
     def metrics(self, results: dict[str, Any]) -> dict[str, float]:
         return {
-            f"health/{name}_{space}": value
+            M.health_eval(name, space): value
             for space in self.spaces
             for name, value in results.get(space, {}).items()
         }

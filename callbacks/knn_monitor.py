@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from callbacks._stats import bucket_accuracy
 from callbacks.evaluation import EvalFeatures, EvalMonitor
+from ssl_norms import metric_names as M
 from ssl_norms.knn import knn_accuracy, knn_predict
 
 __all__ = ["KNNMonitor"]
@@ -105,8 +106,8 @@ class KNNMonitor(EvalMonitor):
         return results
 
     def metrics(self, results: dict[str, Any]) -> dict[str, float]:
-        metrics = {"knn/top1": results["top1"], "knn/top5": results["top5"]}
+        metrics = {M.KNN_TOP1: results["top1"], M.KNN_TOP5: results["top5"]}
         for i, acc in results.get("bucket_acc", {}).items():
-            metrics[f"knn/bucket_acc/{i}"] = acc
-            metrics[f"knn/bucket_count/{i}"] = float(results["bucket_count"][i])
+            metrics[M.bucket_acc(i)] = acc
+            metrics[M.bucket_count(i)] = float(results["bucket_count"][i])
         return metrics

@@ -27,6 +27,7 @@ from callbacks._logging import (
 from callbacks._stats import class_means, norm_histogram, norm_summary, ood_ratio
 from callbacks._wandb import log_wandb_media, wandb_runs
 from callbacks.evaluation import EvalFeatures, EvalMonitor
+from ssl_norms import metric_names as M
 from ssl_norms.norms import embedding_norms
 
 __all__ = ["EmbeddingNormMonitor", "HIST_SPLITS"]
@@ -91,7 +92,7 @@ class EmbeddingNormMonitor(EvalMonitor):
         metrics, results = {}, {}
         for key, values in norms.items():
             results[key] = norm_summary(values)
-            metrics.update({f"norm/{key}_{stat}": v for stat, v in results[key].items()})
+            metrics.update({M.step_norm(key, stat): v for stat, v in results[key].items()})
         self.last_train_results = results
         log_scalars(trainer, metrics, log_step(trainer))
 
@@ -129,21 +130,20 @@ class EmbeddingNormMonitor(EvalMonitor):
         metrics: dict[str, float] = {}
         for split, by_key in results["splits"].items():
             if split.startswith("ood/"):
-                metrics[f"norm/{split}_mean"] = by_key["z"]["mean"]
+                metrics[M.ood_mean(split[len("ood/") :])] = by_key["z"]["mean"]
                 continue
             for key, summary in by_key.items():
-                prefix = f"norm/{split}_" if key == "z" else f"norm/{split}_{key}_"
-                metrics.update({prefix + stat: v for stat, v in summary.items()})
+                metrics.update({M.split_norm(split, stat, key): v for stat, v in summary.items()})
         for c, v in results.get("class_mean", {}).items():
-            metrics[f"norm/class_mean/{c}"] = v
+            metrics[M.class_mean(c)] = v
         for name, v in results["ood_ratio"].items():
-            metrics[f"norm/ood_ratio/{name}"] = v
+            metrics[M.ood_ratio(name)] = v
         return metrics
 
     def log_media(self, trainer, results: dict, features: EvalFeatures, step: int) -> None:
         for split, by_key in results["hist"].items():
             for key, (counts, edges) in by_key.items():
-                name = f"norm/{split}_hist" if key == "z" else f"norm/{split}_{key}_hist"
+                name = M.split_hist(split, key)
                 values = features.splits[split][f"{key}_norm"]
                 log_histogram(
                     trainer, name, values, torch.tensor(counts), torch.tensor(edges), step
@@ -166,4 +166,4 @@ def class_mean_chart(results: dict[str, Any], class_names: list[str] | None) -> 
         rows.append([c, name, mean_z, results["class_mean_h"][c], results["class_count"][c]])
     table = wandb.Table(columns=["class", "name", "mean_z", "mean_h", "count"], data=rows)
     bar = wandb.plot.bar(table, "name", "mean_z", title="mean ||z|| per class (bank)")
-    return {"norm/class_mean_table": table, "norm/class_mean_bar": bar}
+    return {M.CLASS_MEAN_TABLE: table, M.CLASS_MEAN_BAR: bar}

@@ -1,4 +1,4 @@
-"""``SSLDataModule``: the common logic of every DataModule (docs/contract.md, issue 3).
+"""``SSLDataModule``: the common logic of every DataModule (docs/contract.md).
 
 Subclasses load their splits (``_load_splits``) and may subsample the training split
 (``_select_train``, e.g. the exponential imbalance); this class builds the datasets and

@@ -39,6 +39,13 @@ __all__ = [
     "ood_ratio",
     "bucket_acc",
     "bucket_count",
+    "CLASS_MEAN_TABLE",
+    "CLASS_MEAN_BAR",
+    "TRAIN_TAU",
+    "ood_detection",
+    "selective",
+    "health_eval",
+    "health_step",
     "is_known",
     "match",
 ]
@@ -57,6 +64,15 @@ LR_EFFECTIVE = "lr/effective"
 LR_EFFECTIVE_MEDIAN = "lr/effective_median"
 KNN_TOP1 = "knn/top1"
 KNN_TOP5 = "knn/top5"
+#: W&B only: the per-class mean norms as a table and a bar chart.
+CLASS_MEAN_TABLE = "norm/class_mean_table"
+CLASS_MEAN_BAR = "norm/class_mean_bar"
+#: BYOL's EMA decay at each optimizer step.
+TRAIN_TAU = "train/tau"
+OOD_STATS = ("auroc", "aupr", "fpr95")
+SELECTIVE_STATS = ("aurc", "random_aurc", "excess_aurc", "spearman")
+HEALTH_EVAL = ("rankme", "uniformity", "l2_std")
+HEALTH_STEP = ("alignment", "opposite_halves")
 #: Columns every CSV logger row has besides the metrics.
 CSV_INDEX_COLUMNS = ("epoch", "step")
 
@@ -112,6 +128,31 @@ def bucket_acc(i: int | str) -> str:
 def bucket_count(i: int | str) -> str:
     """Number of eval samples in norm bucket ``i``."""
     return f"knn/bucket_count/{i}"
+
+
+def ood_detection(stat: str, name: str) -> str:
+    """The norm as an OOD score against the set ``name``: ``confidence/auroc/<name>`` (Fig. 3)."""
+    _check(stat, OOD_STATS, "OOD statistic")
+    return f"confidence/{stat}/{name}"
+
+
+def selective(stat: str) -> str:
+    """Selective prediction by the norm: ``confidence/aurc`` (Sec. 7, Fig. 4 left)."""
+    _check(stat, SELECTIVE_STATS, "selective-prediction statistic")
+    return f"confidence/{stat}"
+
+
+def health_eval(metric: str, space: str) -> str:
+    """A representation-health metric of the eval split: ``health/rankme_z``."""
+    _check(metric, HEALTH_EVAL, "health metric")
+    _check(space, SPACES, "space")
+    return f"health/{metric}_{space}"
+
+
+def health_step(metric: str) -> str:
+    """A per-step metric of the positive pairs: ``health/opposite_halves`` (Table S1)."""
+    _check(metric, HEALTH_STEP, "pair metric")
+    return f"health/{metric}"
 
 
 @dataclass(frozen=True)

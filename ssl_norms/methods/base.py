@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import nn
 
+from ssl_norms import metric_names as M
 from ssl_norms.init import cut_init
 from ssl_norms.models.backbones import build_backbone, feature_dim
 from ssl_norms.models.sync_batchnorm import convert_sync_batchnorm
@@ -348,7 +349,7 @@ class SSLMethod(LightningModule):
         # "train/loss" is the contract's name (docs/contract.md): per step, without the
         # _step suffix Lightning adds when one key is logged both per step and per epoch.
         self.log(
-            "train/loss",
+            M.TRAIN_LOSS,
             out.loss,
             on_step=True,
             on_epoch=False,
@@ -358,7 +359,7 @@ class SSLMethod(LightningModule):
             sync_dist=True,
         )
         self.log(
-            "train/loss_epoch",
+            M.TRAIN_LOSS_EPOCH,
             out.loss,
             on_step=False,
             on_epoch=True,

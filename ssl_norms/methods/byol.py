@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssl_norms import metric_names as M
 from ssl_norms.gradscale import grad_scale
 from ssl_norms.losses import symmetric_negative_cosine
 from ssl_norms.methods.base import ParamGroup, SSLMethod, StepOutput
@@ -119,4 +120,4 @@ class BYOL(SSLMethod):
             self.current_tau = byol_tau(step - 1, total, self.base_tau)
             self.update_target(self.current_tau)
             self._last_ema_step = step
-            self.log("train/tau", self.current_tau, on_step=True, on_epoch=False)
+            self.log(M.TRAIN_TAU, self.current_tau, on_step=True, on_epoch=False)

@@ -63,6 +63,18 @@ def test_the_builders_spell_the_names_the_monitors_log() -> None:
     assert M.ood_mean("cifar100") == "norm/ood/cifar100_mean"
     for name in ("norm/z_max", "knn/top3", "norm/test_mean", "lr/peak", "norm/class_mean/x"):
         assert not M.is_known(name), name
+    assert M.ood_detection("fpr95", "svhn") == "confidence/fpr95/svhn" and M.is_known(
+        "confidence/fpr95/svhn"
+    )
+    assert (
+        M.selective("aurc") == "confidence/aurc"
+        and M.health_step("opposite_halves") == "health/opposite_halves"
+    )
+    assert M.health_eval("rankme", "h") == "health/rankme_h" and M.is_known(M.TRAIN_TAU)
+    for name in (M.CLASS_MEAN_TABLE, M.CLASS_MEAN_BAR, M.health_eval("l2_std", "z")):
+        assert M.is_known(name), name
+    with pytest.raises(ValueError, match="unknown health metric 'rank'"):
+        M.health_eval("rank", "z")
     with pytest.raises(ValueError, match="unknown split 'train'"):
         M.split_norm("train", "mean")
     with pytest.raises(ValueError, match="unknown statistic 'max'"):
