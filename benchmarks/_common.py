@@ -8,6 +8,7 @@ holds when the absolute speed drifts.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -172,3 +173,14 @@ def cuda_peak_bytes(fn: Callable[[], object]) -> int:
     fn()
     torch.cuda.synchronize()
     return int(torch.cuda.max_memory_allocated() - before)
+
+
+def emit(records: list[dict], out: str | None) -> list[dict]:
+    """Write the records as JSON to ``out`` (a file path), or print them; returns them."""
+    text = json.dumps(records, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    else:
+        print(text)
+    return records

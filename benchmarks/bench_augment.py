@@ -26,7 +26,6 @@ baseline_value, ratio}``, ratio = value / baseline_value.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
+
+from _common import emit  # noqa: E402
 
 
 def _timed(step, batches: int, warmup: int, repeats: int, images_per_batch: int, sync=None):
@@ -180,13 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.batch_size, args.batches, args.warmup, args.repeats, args.workers = 16, 2, 1, 1, 0
         args.threads = 1
     records = bench(args)
-    text = json.dumps(records, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
-    return records
+    return emit(records, args.out)
 
 
 if __name__ == "__main__":

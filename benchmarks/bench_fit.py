@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO,
     cuda_peak_bytes,
+    emit,
     gpu_name,
     interleaved,
     peak_extra_rss,
@@ -728,13 +728,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.scaling_batches = args.scaling_batches and [8, 16]
         args.gpu_batch_size, args.gpu_width = 16, 2
     records = bench(args)
-    text = json.dumps(records, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
-    return records
+    return emit(records, args.out)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     cuda_peak_bytes,
+    emit,
     gpu_name,
     interleaved,
     median_ratio,
@@ -299,13 +299,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.scaling_banks = args.scaling_banks and [200, 600]
         args.chunk_size = args.chunk_size or 50
     records = bench(args)
-    text = json.dumps(records, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
-    return records
+    return emit(records, args.out)
 
 
 if __name__ == "__main__":

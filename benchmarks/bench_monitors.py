@@ -21,7 +21,6 @@ monitors' hook time per step in % of the step without them (goal < 2 %).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import emit, record  # noqa: E402
 
 from callbacks import EffectiveLRMonitor, EmbeddingNormMonitor  # noqa: E402
 from ssl_norms.methods import SimCLR  # noqa: E402
@@ -181,13 +180,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 hook_ms_per_step=round(1e3 * per_step_hooks, 4),
             )
         )
-    text = json.dumps(records, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    else:
-        print(text)
-    return records
+    return emit(records, args.out)
 
 
 if __name__ == "__main__":

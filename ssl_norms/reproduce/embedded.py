@@ -158,7 +158,24 @@ class TableS1(Runner):
 # ------------------------------------------------------------------------------ Figure 3
 
 
-class Fig3(Runner):
+class _DefaultRuns(Runner):
+    """A result read from the default runs of ``METHODS`` x ``DATASETS``."""
+
+    DATASETS: tuple[str, ...] = ()
+    METHODS: tuple[str, ...] = ()
+
+    def _runs(self, ctx: Context, shown: bool = False):
+        """``(method, dataset, spec, counted)`` of the runs in scope (and, when ``shown``, of
+        the runs out of scope that exist: reported, not counted)."""
+        for dataset in self.DATASETS:
+            for method in self.METHODS:
+                spec = default_spec(ctx, method, dataset)
+                counted = ctx.in_scope(self.name, dataset)
+                if counted or (shown and ctx.shown(self.name, dataset, spec)):
+                    yield method, dataset, spec, counted
+
+
+class Fig3(_DefaultRuns):
     name = "fig3"
     title = "Figures 3 and S5: embedding norms per split, over the training mean"
     protocol = (
@@ -171,16 +188,6 @@ class Fig3(Runner):
     )
     DATASETS = ("cifar10", "cifar100")
     METHODS = ("simclr", "simsiam")
-
-    def _runs(self, ctx: Context, shown: bool = False):
-        """``(method, dataset, spec, counted)`` of the runs in scope (and, when ``shown``, of
-        the runs out of scope that exist: reported, not counted)."""
-        for dataset in self.DATASETS:
-            for method in self.METHODS:
-                spec = default_spec(ctx, method, dataset)
-                counted = ctx.in_scope(self.name, dataset)
-                if counted or (shown and ctx.shown(self.name, dataset, spec)):
-                    yield method, dataset, spec, counted
 
     def requests(self, ctx: Context) -> list[RunRequest]:
         return [
@@ -352,7 +359,7 @@ def _aligned_human(ctx: Context, arrays, which: str):
     return aligned[torch.as_tensor(arrays["bank.source_index"])]
 
 
-class Fig4(Runner):
+class Fig4(_DefaultRuns):
     name = "fig4"
     title = "Figure 4: the norm as confidence (k-NN accuracy and human labels per norm bucket)"
     protocol = (
@@ -365,16 +372,6 @@ class Fig4(Runner):
     )
     DATASETS = ("cifar10", "cifar100", "imagenet100")
     METHODS = ("simclr", "simsiam")
-
-    def _runs(self, ctx: Context, shown: bool = False):
-        """``(method, dataset, spec, counted)`` of the runs in scope (and, when ``shown``, of
-        the runs out of scope that exist: reported, not counted)."""
-        for dataset in self.DATASETS:
-            for method in self.METHODS:
-                spec = default_spec(ctx, method, dataset)
-                counted = ctx.in_scope(self.name, dataset)
-                if counted or (shown and ctx.shown(self.name, dataset, spec)):
-                    yield method, dataset, spec, counted
 
     def requests(self, ctx: Context) -> list[RunRequest]:
         return [
