@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ssl_norms.checkpoint_io import load_checkpoint_file
+
 __all__ = ["main", "load_model_and_data", "compute_embeddings", "parse_ood"]
 
 #: Hyperparameters that fix a method's architecture: a checkpoint must agree on them.
@@ -124,7 +126,7 @@ def load_model_and_data(sections: dict[str, Any], ckpt_path: Path, ood: list[str
 
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_path} not found")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_file(ckpt_path, map_location="cpu")
     saved = dict(ckpt.get("hyper_parameters") or {})
     ours = dict(model.hparams)
     config_class = str(namespace.model.class_path)

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import torch
 
+from ssl_norms.checkpoint_io import load_checkpoint_file
+
 __all__ = ["REFERENCE_KEY", "NormScore", "NormConfidence", "norm_percentile", "reference_norms"]
 
 #: Checkpoint key of the training (bank) norms: ``{"z", "h"}`` sorted float32 tensors, plus
@@ -142,7 +144,7 @@ class NormConfidence:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} not found")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        ckpt = load_checkpoint_file(path, map_location="cpu", mmap=True)
         stored = ckpt.get(REFERENCE_KEY)
         if stored is None:
             raise ValueError(

@@ -11,6 +11,7 @@ how a pair of views becomes a loss (``compute_loss``) and what its loss-space em
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -230,9 +231,14 @@ class SSLMethod(LightningModule):
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         from lightning.fabric.utilities.cloud_io import _load as pl_load
 
-        hparams = pl_load(checkpoint_path, map_location="cpu", weights_only=False).get(
-            "hyper_parameters", {}
-        )
+        from ssl_norms.checkpoint_io import load_checkpoint_file
+
+        if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in str(checkpoint_path):
+            # weights_only first, and a clear message for a truncated or foreign file
+            ckpt = load_checkpoint_file(checkpoint_path, map_location="cpu", mmap=True)
+        else:  # a remote URL or a file object: Lightning's loader
+            ckpt = pl_load(checkpoint_path, map_location="cpu", weights_only=False)
+        hparams = ckpt.get("hyper_parameters", {})
         class_path = str(hparams.get("_class_path", ""))
         module_name, _, name = class_path.rpartition(".")
         target = getattr(sys.modules.get(module_name), name, None) if module_name else None

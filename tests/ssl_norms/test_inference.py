@@ -96,3 +96,28 @@ def test_checkpoint_without_norms_and_stale_norms(trained, tmp_path):
         NormConfidence.from_checkpoint(tmp_path / "stale.ckpt", model_class=SimCLR)
     with pytest.raises(FileNotFoundError):
         NormConfidence.from_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_checkpoints_load_as_plain_data_and_bad_files_get_a_message(trained, tmp_path):
+    """Our checkpoints need no code from the pickle (weights_only=True loads them, no
+    fall-back warning); a cut-off file names itself instead of an unpickling traceback."""
+    import warnings
+
+    from ssl_norms.checkpoint_io import CheckpointReadError
+    from ssl_norms.methods import SSLMethod
+
+    path, _ = trained
+    torch.load(path, map_location="cpu", weights_only=True)  # raises if code is needed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        NormConfidence.from_checkpoint(path, model_class=SimCLR)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for load in (
+        lambda: NormConfidence.from_checkpoint(cut, model_class=SimCLR),
+        lambda: SSLMethod.load_from_checkpoint(cut),
+    ):
+        with pytest.raises(
+            CheckpointReadError, match=r"cut\.ckpt is truncated or not a checkpoint"
+        ):
+            load()
