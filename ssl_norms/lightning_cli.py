@@ -188,13 +188,17 @@ class RunFolderConfigCallback(SaveConfigCallback):
             ):
                 if key in config:
                     config[key] = value
-            self.parser.save(
-                config,
-                str(run_dir / self.config_filename),
-                skip_none=False,
-                overwrite=True,
-                multifile=False,
-            )
+            # Written under a temporary name and renamed: a crash or a full disk never leaves
+            # a half-written config.yaml that a later resume would read.
+            final = run_dir / self.config_filename
+            partial = run_dir / f".{self.config_filename}.partial"
+            try:
+                self.parser.save(
+                    config, str(partial), skip_none=False, overwrite=True, multifile=False
+                )
+                os.replace(partial, final)
+            finally:
+                partial.unlink(missing_ok=True)
         self.already_saved = True
 
 

@@ -240,3 +240,36 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path: Path, capsys) -> None:
     assert argv == ["fit", "-c", str(run_dir / "config.yaml"), "--ckpt_path", str(last)]
     assert main(argv) == 0
     assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+def test_config_yaml_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    """A save that fails half-way (a full disk) leaves the previous config.yaml intact and
+    no partial file behind; a save that succeeds replaces it whole."""
+    import errno
+    from types import SimpleNamespace
+
+    from jsonargparse import Namespace
+
+    from ssl_norms.lightning_cli import RunFolderConfigCallback
+
+    class Parser:
+        fail = True
+
+        def save(self, cfg, path, **kwargs):
+            Path(path).write_text("model:\n  class_path: ssl_norms.meth")  # cut off
+            if self.fail:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            Path(path).write_text(f"seed_everything: {cfg.seed_everything}\n")
+
+    (tmp_path / "config.yaml").write_text("seed_everything: 1\n")
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path))
+    config = Namespace(seed_everything=2, run_dir=str(tmp_path), ckpt_path=None)
+    parser = Parser()
+    with pytest.raises(OSError, match="No space left"):
+        RunFolderConfigCallback(parser, config).setup(trainer, None, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "seed_everything: 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    parser.fail = False
+    RunFolderConfigCallback(parser, config).setup(trainer, None, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "seed_everything: 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
