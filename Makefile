@@ -50,7 +50,8 @@ demo: install
 	$(VENV)/bin/ssl-norms plot $(DEMO_RUN)
 	@echo "demo done: run folder $(DEMO_RUN) (config.yaml, checkpoints/, csv/metrics.csv, wandb/, plots/)"
 
-# Speed goals are measured here, never in tests: results/bench.json, BENCHMARKS.md and its
+# Speed goals are measured here, never in tests: results/bench.json, BENCHMARKS.md (its reading
+# of the numbers is benchmarks/analysis.md, kept by hand) and its
 # scaling figure (benchmarks/run_all.py). QUICK=1: tiny sizes, the report in BENCH_DIR (the
 # test suite runs it to prove the scripts run). lightly (the peer loop) comes with .[bench].
 QUICK ?=
@@ -62,7 +63,7 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: install $(BENCH_STAMP)
-	$(PY) benchmarks/run_all.py --out-dir $(BENCH_DIR) $(if $(QUICK),--quick) $(BENCH_ARGS)
+	$(PY) benchmarks/run_all.py --out-dir $(BENCH_DIR) $(if $(QUICK),--quick,--note-file benchmarks/analysis.md) $(BENCH_ARGS)
 
 # The paper's results (configs/README.md, "Reproducing the paper"): `make reproduce-<name>`
 # runs `ssl-norms reproduce <name>` (resumable; results/<name>/ and results/REPORT.md).
