@@ -104,7 +104,11 @@ class Section:
         if self.notes:
             lines += [""] + [f"> {n}" for n in self.notes]
         if self.in_scope == 0:
-            lines += ["", "Nothing of this result is in this profile (see `--datasets`)."]
+            lines += [
+                "",
+                "This profile does not run this result (see `--datasets`); a cell filled "
+                "above comes from a run that another result of the profile made.",
+            ]
         elif self.missing:
             shown = ", ".join(self.missing[:8]) + (" ..." if len(self.missing) > 8 else "")
             lines += ["", f"**Incomplete**: {len(self.missing)} missing ({shown})."]

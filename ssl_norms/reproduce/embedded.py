@@ -243,13 +243,14 @@ class Fig3(_DefaultRuns):
                 f"{label}: the test split's norms are below the training set's (the paper: "
                 f"slightly below): {'yes' if test < 1 else 'no'} (mean ratio {test:.3f})"
             )
-            others = splits[2:]
-            if others:
-                smaller = all(r.mean() < test for _, r in others)
-                shown = ", ".join(f"{n} {r.mean():.2f}" for n, r in others)
+            # One reading per set: near-OOD (another CIFAR) and far-OOD (grayscale
+            # Fashion-MNIST) can differ, and the paper's Fig. 3 has only the former.
+            for other, ratio in splits[2:]:
+                smaller = ratio.mean() < test
                 section.readings.append(
-                    f"{label}: out-of-distribution sets have smaller norms than the test split: "
-                    f"{'yes' if smaller else 'no'} ({shown})"
+                    f"{label}: {other} has smaller norms than the test split: "
+                    f"{'yes' if smaller else 'no'} (mean ratio {ratio.mean():.2f} against "
+                    f"{test:.2f})"
                 )
         if panels:
             out = self.out(ctx)

@@ -145,7 +145,7 @@ def test_the_report_and_the_exit_status(tmp_path: Path, capsys) -> None:
     assert "| SimCLR GradScale | diverged at step 151 / 61.3 |" in report
     for runner in RUNNERS.values():
         assert f"## {runner.title}" in report
-    assert "Nothing of this result is in this profile" in report  # e.g. Table 1 at the cpu size
+    assert "This profile does not run this result" in report  # e.g. Table 1 at the cpu size
     assert "At the `cpu` profile the cells read epoch 5 of 5" in report
     # Another result of the profile with nothing run yet: exit 1 and what is missing.
     assert main(_args(tmp_path, "fig5", "--profile", "cpu", "--collect-only")) == 1
