@@ -77,7 +77,7 @@ class _Curves(Runner):
         return figures
 
     def plot(self, figure: str, panels: dict[str, list], rows: tuple[str, ...], path: Path) -> Path:
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         plt = pyplot()
         ylabels = {"norm": "mean ||z|| (training)", "knn": "k-NN top-1 (%)", "lr": "effective lr"}
@@ -94,12 +94,16 @@ class _Curves(Runner):
                             [e for e, _ in points], [v for _, v in points], "o-", ms=3, label=label
                         )
                 ax.set_xscale("log", base=2)
-                if what in ("norm", "lr") and any(
-                    v > 0 for _, _, s, _ in curves for v in s[what].values()
-                ):
+                positive = [v for _, _, s, _ in curves for v in s[what].values() if v > 0]
+                if what in ("norm", "lr") and positive:
                     ax.set_yscale("log")
                     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-                    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    # Minor labels only where there is no decade tick to read (they would
+                    # overlap over several decades).
+                    narrow = max(positive) < 10 * min(positive)
+                    ax.yaxis.set_minor_formatter(
+                        FuncFormatter(lambda v, _: f"{v:g}") if narrow else NullFormatter()
+                    )
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.set(xlabel="epoch", ylabel=ylabels[what])
                 if i == 0:
