@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from ssl_norms.reproduce.base import Context, Section
+from ssl_norms.reproduce.runs import run_commits
 
 __all__ = ["write_report", "commit_description", "DATA_CAVEATS"]
 
@@ -67,6 +68,7 @@ def _uses_shared_copy(data_folder: str) -> bool:
 def write_report(ctx: Context, sections: list[Section], repo: Path | None = None) -> Path:
     """Write ``OUT/REPORT.md`` from the sections; returns its path."""
     repo = repo or Path.cwd()
+    trained = run_commits(ctx.runs_dir) if ctx.runs_dir.is_dir() else {}
     complete = [s for s in sections if s.in_scope and s.complete]
     partial = [s for s in sections if s.in_scope and not s.complete]
     idle = [s for s in sections if not s.in_scope]
@@ -78,7 +80,13 @@ def write_report(ctx: Context, sections: list[Section], repo: Path | None = None
         "regenerate this file).",
         "",
         f"- **Profile**: `{ctx.profile.name}`: {ctx.profile.description}",
-        f"- **Commit**: `{commit_description(repo)}`",
+        f"- **Commit**: `{commit_description(repo)}` (this report)"
+        + (
+            "; the runs were trained at "
+            + ", ".join(f"`{c}` ({n} runs)" for c, n in trained.items())
+            if trained
+            else ""
+        ),
         f"- **Generated**: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- **Runs**: `{ctx.runs_dir}`; data folder `{ctx.data_folder}`",
         f"- **Complete**: {len(complete)} of {len(complete) + len(partial)} results in this "

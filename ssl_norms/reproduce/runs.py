@@ -254,6 +254,25 @@ def set_aside_incomplete(run_dir: Path) -> Path | None:
     return target
 
 
+def _with_current_commit(progress: dict | None) -> list[str]:
+    from ssl_norms.reproduce.report import commit_description
+
+    commits = list((progress or {}).get("commits", []))
+    current = commit_description(Path(__file__).resolve().parents[2])
+    return commits if current in commits else [*commits, current]
+
+
+def run_commits(runs_dir: Path) -> dict[str, int]:
+    """How many of the runs under ``runs_dir`` each commit trained (``progress.json``);
+    runs written before commits were recorded count under ``"not recorded"``."""
+    counts: dict[str, int] = {}
+    for progress in sorted(Path(runs_dir).glob(f"*/{PROGRESS_FILE}")):
+        value = _read_json(progress) or {}
+        for commit in value.get("commits") or ["not recorded"]:
+            counts[commit] = counts.get(commit, 0) + 1
+    return counts
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         value = json.loads(path.read_text())
@@ -462,7 +481,13 @@ def execute(
             return Outcome(failure.kind, failure)
         done = target
         _write_json(
-            run_dir / PROGRESS_FILE, {"epochs_done": done, "schedule": plan.spec.schedule_epochs}
+            run_dir / PROGRESS_FILE,
+            {
+                "epochs_done": done,
+                "schedule": plan.spec.schedule_epochs,
+                # Every commit that trained a stretch of this run, for the report's header.
+                "commits": _with_current_commit(_read_json(run_dir / PROGRESS_FILE)),
+            },
         )
         (run_dir / FAILURE_FILE).unlink(missing_ok=True)
         if done in plan.keep:

@@ -278,6 +278,35 @@ def latent_configs(tmp_path: Path) -> Path:
     return configs
 
 
+def _head() -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_the_report_counts_the_commits_that_trained_the_runs(tmp_path: Path) -> None:
+    for name, progress in {
+        "a": {"epochs_done": 8, "commits": ["abc"]},
+        "b": {"epochs_done": 8, "commits": ["abc", "def + uncommitted changes"]},
+        "c": {"epochs_done": 8},  # written before commits were recorded
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "progress.json").write_text(json.dumps(progress))
+    assert runs.run_commits(tmp_path) == {
+        "abc": 2,
+        "def + uncommitted changes": 1,
+        "not recorded": 1,
+    }
+    assert runs._with_current_commit({"commits": ["abc"]})[0] == "abc"
+    assert runs._with_current_commit(None)[0].split()[0] == _head()
+
+
 def _rows(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "csv" / "metrics.csv", newline="") as file:
         return list(csv.DictReader(file))
@@ -302,6 +331,9 @@ def test_a_run_killed_mid_way_is_resumed_not_restarted(latent_configs, tmp_path,
 
     outcome = execute(Plan(spec, 3), run_dir, options, "t", in_process=True)
     assert outcome.status == "finished" and read_progress(run_dir) == 3
+    # The commit that trained it is recorded for the report (this checkout's HEAD).
+    commits = json.loads((run_dir / "progress.json").read_text())["commits"]
+    assert len(commits) == 1 and commits[0].split()[0] == _head()
     out = capsys.readouterr().out
     assert "epochs 0 -> 3" in out and "--ckpt_path" in out and "incomplete" not in out
     rows = _rows(run_dir)
