@@ -433,3 +433,21 @@ def test_fast_dev_run_on_real_cifar10_with_device_augmentation(shared_data, tmp_
         assert cli.trainer.global_step == 2, method
         assert torch.isfinite(cli.trainer.callback_metrics["train/loss"]), method
         assert cli.datamodule.augment_on == "device"
+
+
+def test_adjust_hue_is_torchvisions_per_row_including_grey_and_black():
+    """The closed-form hue shift against torchvision's HSV round trip, per row, over the
+    whole factor range and the pixels where the hue is undefined (grey, black)."""
+    from datamodules.batch_augment import adjust_hue
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 3, 9, 9, generator=gen)
+    x[:4] = x[:4, :1]  # grey images: every channel equal
+    x[4:6] = 0.0
+    x[6:12, 1] = x[6:12, 0]  # ties between the max channels (torchvision's precedence)
+    factor = torch.linspace(-0.5, 0.5, 48)
+    ours = adjust_hue(x, factor)
+    ref = torch.stack([F.adjust_hue(x[i], float(factor[i])) for i in range(48)])
+    assert (ours - ref).abs().max() < 5e-6
+    assert torch.equal(ours[:6], x[:6])
+    assert (ours[20] - x[20]).abs().max() > 0.05  # it does shift coloured pixels
