@@ -11,7 +11,8 @@ their checkpoint (``keep``, as ``checkpoints/epoch-<E>.ckpt``: Table S1 embeds e
 
 Every run is an ``ssl-norms fit`` subprocess. Its state lives in its folder:
 
-- ``progress.json``: the epochs completed by the last fit that exited cleanly;
+- ``progress.json``: the epochs completed by the last fit that exited cleanly, and the
+  commits of the code that trained the run (named in the report);
 - ``failure.json``: why the last attempt stopped (``data``: its data set is missing;
   ``diverged``: the NaN guard stopped it, at the step it names; ``failed``: anything else);
 - ``checkpoints/last.ckpt``: an interrupted fit resumes from it (``ssl-norms fit -c
