@@ -229,14 +229,14 @@ class SSLMethod(LightningModule):
         """
         if cls is not SSLMethod:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        from lightning.fabric.utilities.cloud_io import _load as pl_load
-
-        from ssl_norms.checkpoint_io import load_checkpoint_file
-
         if isinstance(checkpoint_path, (str, os.PathLike)) and "://" not in str(checkpoint_path):
+            from ssl_norms.checkpoint_io import load_checkpoint_file
+
             # weights_only first, and a clear message for a truncated or foreign file
             ckpt = load_checkpoint_file(checkpoint_path, map_location="cpu", mmap=True)
         else:  # a remote URL or a file object: Lightning's loader
+            from lightning.fabric.utilities.cloud_io import _load as pl_load
+
             ckpt = pl_load(checkpoint_path, map_location="cpu", weights_only=False)
         hparams = ckpt.get("hyper_parameters", {})
         class_path = str(hparams.get("_class_path", ""))

@@ -9,11 +9,10 @@ computed from the numbers).
 from __future__ import annotations
 
 import datetime as _dt
-import subprocess
 from pathlib import Path
 
 from ssl_norms.reproduce.base import Context, Section
-from ssl_norms.reproduce.runs import run_commits
+from ssl_norms.reproduce.runs import commit_description, run_commits
 
 __all__ = ["write_report", "commit_description", "DATA_CAVEATS"]
 
@@ -33,31 +32,6 @@ AUTHORS_CODE = (
     "under gradient accumulation, re-applied cut-init on resume and evaluated Flowers k-NN on "
     "a random 768 of the 1,020 validation images; this library does none of that."
 )
-
-
-def commit_description(where: Path) -> str:
-    """``<short hash>`` (``+ uncommitted changes`` when the tree differs), or ``unknown``."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if head.returncode != 0:
-            return "unknown (not a git checkout)"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        suffix = " + uncommitted changes" if dirty.stdout.strip() else ""
-        return head.stdout.strip() + suffix
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)"
 
 
 def _uses_shared_copy(data_folder: str) -> bool:

@@ -255,9 +255,32 @@ def set_aside_incomplete(run_dir: Path) -> Path | None:
     return target
 
 
-def _with_current_commit(progress: dict | None) -> list[str]:
-    from ssl_norms.reproduce.report import commit_description
+def commit_description(where: Path) -> str:
+    """``<short hash>`` (``+ uncommitted changes`` when the tree differs), or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if head.returncode != 0:
+            return "unknown (not a git checkout)"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        suffix = " + uncommitted changes" if dirty.stdout.strip() else ""
+        return head.stdout.strip() + suffix
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
 
+
+def _with_current_commit(progress: dict | None) -> list[str]:
     commits = list((progress or {}).get("commits", []))
     current = commit_description(Path(__file__).resolve().parents[2])
     return commits if current in commits else [*commits, current]
