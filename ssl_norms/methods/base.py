@@ -24,6 +24,7 @@ from torch import nn
 from ssl_norms import metric_names as M
 from ssl_norms.init import cut_init
 from ssl_norms.models.backbones import build_backbone, feature_dim
+from ssl_norms.models.memory_format import channels_last_hazard
 from ssl_norms.models.sync_batchnorm import convert_sync_batchnorm
 from ssl_norms.optim import LARS
 from ssl_norms.schedules import warmup_cosine
@@ -132,6 +133,9 @@ class SSLMethod(LightningModule):
             channels-last (NHWC) memory format. The same model and loss up to float
             round-off; convolutions run faster on CPU (oneDNN) and on GPU tensor cores
             (measured in BENCHMARKS.md). Vector inputs (the MLP backbone) are unaffected.
+            Not applied, with a warning, to a backbone with a strided 1x1 convolution of
+            fewer than 8 input channels (toy widths such as ``backbone_width=4``), whose
+            channels-last CPU kernel in oneDNN fails (``ssl_norms.models.memory_format``).
         compile_backbone: ``torch.compile`` the backbone when fitting starts (in place,
             ``nn.Module.compile``: parameter names and checkpoints unchanged). The first
             steps then pay the compilation; worth it for long runs (BENCHMARKS.md).
@@ -209,7 +213,16 @@ class SSLMethod(LightningModule):
             raise ValueError(
                 f"backbone must be a name or an nn.Module, got {type(backbone).__name__}"
             )
-        if channels_last:
+        hazard = channels_last_hazard(backbone) if channels_last else None
+        if hazard is not None:
+            rank_zero_warn(
+                f"channels_last=True is not applied: {hazard}. The backbone stays in the "
+                "contiguous format (the same model and results; set channels_last=False to "
+                "silence this, or use backbone_width >= 8)"
+            )
+        # Read by _memory_format; the hyperparameter keeps what was asked for.
+        self._channels_last = channels_last and hazard is None
+        if self._channels_last:
             # Only 4-D tensors change layout; the values and the state_dict keys stay.
             backbone = backbone.to(memory_format=torch.channels_last)
         self.backbone = backbone
@@ -342,8 +355,10 @@ class SSLMethod(LightningModule):
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the backbone's memory format (channels-last for image batches when set)."""
-        if x.dim() == 4 and self.hparams.get("channels_last", False):
-            return x.contiguous(memory_format=torch.channels_last)
+        if x.dim() == 4:
+            # Contiguous otherwise: a channels-last input alone would select the NHWC kernels.
+            fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+            return x.contiguous(memory_format=fmt)
         return x
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:

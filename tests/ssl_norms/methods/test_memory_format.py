@@ -1,18 +1,25 @@
 """``channels_last`` (the default) trains the contiguous model: same loss, gradients and
-features up to float32 round-off, same checkpoints; and vector backbones are untouched."""
+features up to float32 round-off, same checkpoints; vector backbones are untouched; and a
+backbone whose strided 1x1 convolution oneDNN cannot run in channels-last stays contiguous."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 from method_helpers import METHODS, SMALL_HEADS
+from torch import nn
+
+from ssl_norms.models.memory_format import channels_last_hazard
 
 CL = torch.channels_last
 
 
 def _pair(name: str, **kwargs):
-    """The same weights in the two memory formats (a width-4 ResNet-18 with the CIFAR stem)."""
-    options = dict(backbone="resnet18", backbone_width=4, **SMALL_HEADS[name], **kwargs)
+    """The same weights in the two memory formats (a width-8 ResNet-18 with the CIFAR stem:
+    width 4 would keep the contiguous format, see the hazard tests below)."""
+    options = dict(backbone="resnet18", backbone_width=8, **SMALL_HEADS[name], **kwargs)
     torch.manual_seed(0)
     nhwc = METHODS[name](channels_last=True, **options)
     nchw = METHODS[name](channels_last=False, **options)
@@ -83,3 +90,29 @@ def test_the_option_is_a_saved_hyperparameter(flag):
     )
     assert model.hparams.channels_last is flag
     assert model.hparams.compile_backbone is False
+
+
+def test_a_strided_1x1_convolution_with_few_input_channels_is_a_hazard():
+    """oneDNN's AVX2 channels-last weight gradient fails for strided 1x1 convolutions with
+    fewer than 8 input channels; every other convolution is fine."""
+    assert channels_last_hazard(nn.Sequential(nn.Conv2d(8, 16, 1, stride=2))) is None
+    assert channels_last_hazard(nn.Sequential(nn.Conv2d(4, 8, 1, stride=1))) is None
+    assert channels_last_hazard(nn.Sequential(nn.Conv2d(3, 8, 3, stride=2))) is None
+    hazard = channels_last_hazard(nn.Sequential(nn.ReLU(), nn.Conv2d(4, 8, 1, stride=2)))
+    assert hazard is not None and "'1'" in hazard and "4 input channels" in hazard
+
+
+def test_a_width_4_resnet_stays_contiguous_with_a_warning():
+    with pytest.warns(UserWarning, match=r"channels_last=True is not applied: .*layer2"):
+        model = METHODS["simclr"](
+            backbone="resnet18", backbone_width=4, channels_last=True, **SMALL_HEADS["simclr"]
+        )
+    assert model.hparams.channels_last is True  # what was asked for, on record
+    assert model.backbone.conv1.weight.is_contiguous()
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=CL)
+    assert model._memory_format(x).is_contiguous()
+    # Width 8 has no such convolution: channels-last applies, with no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        wide = METHODS["simclr"](backbone="resnet18", backbone_width=8, **SMALL_HEADS["simclr"])
+    assert wide.backbone.conv1.weight.is_contiguous(memory_format=CL)
