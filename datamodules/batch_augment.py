@@ -65,6 +65,10 @@ _JITTER, _FACTORS, _ORDER = 23, slice(24, 28), slice(28, 32)
 _GRAY, _BLUR, _SIGMA, _SOLARIZE = 32, 33, 34, 35
 #: Uniforms drawn per view and sample.
 N_UNIFORMS = 36
+#: On a CPU, floats per pass (both views): about 12 MiB, so that each step's temporaries
+#: are served from the heap and the cache rather than from fresh pages (see the module
+#: docstring; measured fastest at 3-6 M on a 2-core machine).
+CPU_CHUNK_VALUES = 3 * 2**20
 _CROP_TRIES = 10
 # torchvision's grayscale weights (rgb_to_grayscale); kornia's default is 0.299.
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -112,6 +116,10 @@ class ViewParams:
 
     def __len__(self) -> int:
         return len(self.top)
+
+    def rows(self, index: slice) -> ViewParams:
+        """The rows ``index`` of every field."""
+        return ViewParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @classmethod
     def cat(cls, parts: Sequence[ViewParams]) -> ViewParams:
@@ -225,71 +233,130 @@ def _rows(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
     return rows.to(device, non_blocking=True) if len(rows) else None
 
 
-def _jitter_step(x: torch.Tensor, step: int, factor: torch.Tensor) -> torch.Tensor:
-    if step == 0:
-        return kornia.enhance.adjust_brightness_accumulative(x, factor)
-    if step == 1:
-        return kornia.enhance.adjust_contrast_with_mean_subtraction(x, factor)
-    if step == 2:
-        return kornia.enhance.adjust_saturation_with_gray_subtraction(x, factor)
-    return adjust_hue(x, factor)
+def _float_mask(x: torch.Tensor, op, other) -> torch.Tensor:
+    """``op(x, other)`` as 0.0 / 1.0 in ``x``'s dtype: bool masks take the slow
+    element-wise kernels on a CPU (``torch.where`` on a bool mask: about 20x an
+    in-place ``mul_`` per element, measured on the 2-core machine), float masks do not."""
+    return op(x, other, out=torch.empty_like(x))
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``rgb_to_grayscale`` of float ``x`` ``[R, 3, H, W]``: ``[R, 1, H, W]``,
+    ``0.2989 R + 0.587 G + 0.114 B`` summed in that order."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return r.mul(_GRAY_WEIGHTS[0]).add_(g, alpha=_GRAY_WEIGHTS[1]).add_(b, alpha=_GRAY_WEIGHTS[2])
+
+
+def blend_steps_(x: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast or saturation, one per row of ``x`` ``[R, 3, H, W]`` (in place):
+    ``step`` ``[R]`` is 0, 1 or 2 for the row's step (-1: the row stays as it is) and
+    ``factor`` ``[R]`` its factor f. torchvision's blends
+    ``clamp(f * x + (1 - f) * other, 0, 1)``, ``other`` zero (brightness), the mean of
+    the grayscale image (contrast) or the grayscale image (saturation).
+
+    One pass over all rows with per-row coefficients instead of a gather per step: a row
+    that stays gets f = 1 and 0 * other, i.e. ``x`` exactly (``x`` in [0, 1]).
+    """
+    step, factor = step.cpu(), factor.cpu().double()
+    applies = step >= 0
+    a = torch.where(applies, factor, torch.ones_like(factor))
+    zero = torch.zeros_like(factor)
+    shape = (len(x), 1, 1, 1)
+    other = None
+    if (step >= 1).any():  # a contrast or saturation row: the grayscale image is needed
+        gray = grayscale(x)
+        mean = gray.mean(dim=(-2, -1), keepdim=True)
+        mean_w = torch.where(step == 1, 1 - factor, zero).to(x.device, x.dtype).view(shape)
+        gray_w = torch.where(step == 2, 1 - factor, zero).to(x.device, x.dtype).view(shape)
+        other = gray.mul_(gray_w).add_(mean.mul_(mean_w))
+    x.mul_(a.to(x.device, x.dtype).view(shape))
+    if other is not None:
+        x.add_(other)
+    return x.clamp_(0.0, 1.0)
 
 
 def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """torchvision's ``adjust_hue`` (the hue shifted by ``factor`` of the colour circle in
-    HSV, value and saturation kept) for a batch ``[R, 3, H, W]`` with per-row factors.
+    HSV, value and saturation kept) for a batch ``[R, 3, H, W]`` with per-row factors; a new
+    tensor (``adjust_hue_`` works in place)."""
+    return adjust_hue_(x.clone(), factor)
 
-    Written here rather than kornia's ``adjust_hue`` because it skips the HSV round trip:
-    with V = max and V * S = max - min fixed, channel n of the result is
-    ``max - (max - min) * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h') mod 6`` (n = 5,
-    3, 1 for R, G, B; h' the shifted hue), the closed form of HSV -> RGB. 2.2x faster than
-    kornia's on a CPU thread at 128 px, equal to torchvision's to float32 round-off
-    (tests/datamodules/test_batch_augment.py).
+
+def adjust_hue_(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``adjust_hue`` in place, without the round trip through HSV.
+
+    With V = max and V * S = max - min = C fixed, channel n of the result is
+    ``min + C * clamp(|k - 2| - 1, 0, 1)`` with ``k = (n + 6 h') mod 6`` (n = 5, 3, 1 for
+    R, G, B; h' the shifted hue): the closed form of HSV -> RGB. The hue before the shift
+    is 6 h = (G - B) / C, 2 + (B - R) / C or 4 + (R - G) / C after the channel that holds
+    the maximum, red first, then green, then blue, as torchvision decides. Equal to
+    torchvision's to float32 round-off (tests/datamodules/test_batch_augment.py); about
+    9x faster than kornia's HSV round trip on a CPU thread at 128 px.
     """
-    maxc = x.amax(dim=1, keepdim=True)
-    cr = maxc - x.amin(dim=1, keepdim=True)
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    safe = torch.where(cr > 0, cr, torch.ones_like(cr))  # grey pixels: any hue, cr = 0
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    # 6 x the hue, in torchvision's order of precedence (red, then green, then blue max)
-    hue6 = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue6 = hue6 + 6.0 * factor.view(-1, 1, 1, 1)
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + hue6, 6.0)
-    return maxc - cr * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    maxc = torch.maximum(r, g)
+    torch.maximum(maxc, b, out=maxc)
+    minc = torch.minimum(r, g)
+    torch.minimum(minc, b, out=minc)
+    chroma = maxc - minc
+    # Which channel holds the maximum, as 0/1 floats in torchvision's order of precedence.
+    is_r = _float_mask(r, torch.eq, maxc)
+    is_g = _float_mask(g, torch.eq, maxc)
+    is_g.addcmul_(is_g, is_r, value=-1.0)
+    is_b = torch.add(is_r, is_g).neg_().add_(1.0)
+    hue6 = torch.sub(g, b).mul_(is_r)
+    diff = torch.sub(b, r)
+    hue6.addcmul_(diff, is_g)
+    hue6.addcmul_(torch.sub(r, g, out=diff), is_b)
+    # Grey pixels (C = 0) have a zero numerator; their hue does not matter (S = 0).
+    hue6.div_(chroma.clamp_min(1e-30)).add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)
+    hue6.add_(6.0 * factor.to(x.device, x.dtype).view(-1, 1, 1, 1))
+    # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a frac().
+    n = torch.tensor([11.0, 9.0, 7.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    torch.add(hue6, n, out=x)  # r, g and b are no longer needed
+    x.div_(6.0).frac_().mul_(6.0)
+    return x.sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0).mul_(chroma).add_(minc)
+
+
+def solarize_(x: torch.Tensor, threshold: float = SOLARIZE_THRESHOLD) -> torch.Tensor:
+    """torchvision's ``solarize`` of float ``x`` in place: ``1 - x`` where ``x >= threshold``."""
+    above = _float_mask(x, torch.ge, threshold)
+    return x.mul_(above.mul(-2.0).add_(1.0)).add_(above)
 
 
 def colour_and_filters(x: torch.Tensor, p: ViewParams, size: int) -> torch.Tensor:
     """Colour jitter (per-row order), grayscale, blur and solarize of float ``x``
     ``[R, 3, size, size]`` in [0, 1], in place where a row's step applies; returns ``x``.
 
-    Each step runs once per group of rows that take it (kornia's functional ops with
-    per-row factors), so the cost is that of one batched pass per step, not per row.
+    Each position of the jitter order is one in-place pass of the blends over all rows
+    (``blend_steps_``) and one of the hue shift over the rows whose step there is the hue;
+    grayscale, blur and solarize each run once on the rows that take them. In-place
+    operations matter on a CPU: each fresh temporary the size of a batch costs a page
+    fault per 4 KiB, more than the arithmetic.
     """
-    device, dtype = x.device, x.dtype
+    device = x.device
+    jitter = p.jitter[:, None] & p.active.gather(1, p.order)  # [R, position]
     for position in range(4):
-        for step in range(4):
-            mask = p.jitter & p.active[:, step] & (p.order[:, position] == step)
-            rows = _rows(mask, device)
-            if rows is not None:
-                factor = p.factors[mask, step].to(device=device, dtype=dtype)
-                x[rows] = _jitter_step(x[rows], step, factor)
+        step = torch.where(jitter[:, position], p.order[:, position], -1)
+        blend = step.clone().masked_fill_(step == 3, -1)
+        if (blend >= 0).any():
+            blend_steps_(x, blend, p.factors.gather(1, step.clamp(min=0)[:, None]).squeeze(1))
+        hue = _rows(step == 3, device)
+        if hue is not None:
+            x[hue] = adjust_hue_(x[hue], p.factors[step == 3, 3])
     rows = _rows(p.gray, device)
     if rows is not None:
-        weights = torch.tensor(_GRAY_WEIGHTS, device=device, dtype=dtype)
-        x[rows] = kornia.color.rgb_to_grayscale(x[rows], rgb_weights=weights).expand(-1, 3, -1, -1)
+        x[rows] = grayscale(x[rows]).expand(-1, 3, -1, -1)
     rows = _rows(p.blur, device)
     if rows is not None:
-        sigma = p.sigma[p.blur].to(device=device, dtype=dtype)
+        sigma = p.sigma[p.blur].to(device=device, dtype=x.dtype)
         k = blur_kernel_size(size)
         x[rows] = kornia.filters.gaussian_blur2d(
             x[rows], (k, k), torch.stack([sigma, sigma], dim=1), border_type="reflect"
         )
     rows = _rows(p.solarize, device)
     if rows is not None:
-        x[rows] = kornia.enhance.solarize(x[rows], thresholds=SOLARIZE_THRESHOLD)
+        x[rows] = solarize_(x[rows])
     return x
 
 
@@ -341,10 +408,24 @@ class BatchAugment(torch.nn.Module):
             view_params(u[:, 1], self.views[1], height, width),
         )
 
+    def chunk_rows(self, images: torch.Tensor) -> int:
+        """Samples per pass: the whole batch on a GPU; on a CPU about ``CPU_CHUNK_VALUES``
+        floats of both views, so that each step's temporaries stay small (see the module
+        docstring)."""
+        if images.device.type != "cpu":
+            return max(1, len(images))
+        return max(1, CPU_CHUNK_VALUES // (2 * 3 * self.image_size**2))
+
     @torch.no_grad()
     def forward(
-        self, images: torch.Tensor, indices: Sequence[int] | torch.Tensor, epoch: int
+        self,
+        images: torch.Tensor,
+        indices: Sequence[int] | torch.Tensor,
+        epoch: int,
+        out: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
+        """``[view1, view2]`` of ``images``; written into ``out`` (float32 ``[2, B, 3, S, S]``
+        on the images' device, e.g. in shared memory) when given."""
         if not (images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3):
             raise ValueError(
                 f"BatchAugment takes uint8 images [B, 3, H, W], got {images.dtype} "
@@ -352,12 +433,25 @@ class BatchAugment(torch.nn.Module):
             )
         if len(indices) != len(images):
             raise ValueError(f"{len(indices)} indices for {len(images)} images")
+        batch, size = len(images), self.image_size
+        shape = (2, batch, 3, size, size)
+        if out is None:
+            out = torch.empty(shape, device=images.device)
+        elif out.shape != shape or out.dtype != torch.float32 or out.device != images.device:
+            raise ValueError(
+                f"out must be float32 {list(shape)} on {images.device}, got {out.dtype} "
+                f"{list(out.shape)} on {out.device}"
+            )
         height, width = images.shape[-2:]
         first, second = self.params(indices, epoch, height, width)
-        x = images.float().div_(255)
-        # Both views in one pass of the colour steps: half the launches and index copies.
-        views = torch.cat([resized_crop(x, first, self.image_size),
-                           resized_crop(x, second, self.image_size)])  # fmt: skip
-        views = colour_and_filters(views, ViewParams.cat([first, second]), self.image_size)
-        views = (views - self.mean.to(views.device)) / self.std.to(views.device)
-        return list(views.chunk(2))
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        step = self.chunk_rows(images)
+        for start in range(0, batch, step):
+            rows = slice(start, start + step)
+            x = images[rows].float().div_(255)
+            f, s = first.rows(rows), second.rows(rows)
+            # Both views in one pass of the colour steps: half the launches and index copies.
+            views = torch.cat([resized_crop(x, f, size), resized_crop(x, s, size)])
+            views = colour_and_filters(views, ViewParams.cat([f, s]), size)
+            torch.div(views.sub_(mean).view(2, -1, 3, size, size), std, out=out[:, rows])
+        return list(out.unbind(0))
