@@ -44,6 +44,7 @@ from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
 from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, ood_present
 from datamodules.sampler import GlobalBatchSampler
+from datamodules.shared_memory import worker_batch
 from datamodules.threads import one_thread
 from datamodules.transforms import (
     IMAGENET_STATS,
@@ -434,8 +435,10 @@ class AugmentBatch:
 
     def __call__(self, batch):
         idx, y, _ = IndexBatchDataset.collate(batch)
+        size = self.augment.image_size
+        out = worker_batch((2, len(idx), 3, size, size))
         with one_thread():
-            views = self.augment(self.dataset.base.images[idx], idx, self.dataset.epoch)
+            views = self.augment(self.dataset.base.images[idx], idx, self.dataset.epoch, out=out)
         return views, y, idx
 
 

@@ -10,29 +10,41 @@ a batch at once:
    one ``torch.nn.functional.grid_sample`` for the batch;
 2. colour jitter with probability ``jitter_p``: brightness, contrast, saturation and hue
    factors from torchvision's ``ColorJitter`` distributions, in a random order drawn per
-   sample as torchvision does per image (``kornia.enhance`` functional ops; the hue shift
-   is ``adjust_hue`` here, a closed form 2.2x faster than kornia's HSV round trip);
-3. grayscale (``kornia.color``), Gaussian blur (``kornia.filters``: sigma per sample,
-   kernel 10% of the side, reflect padding), solarize (``kornia.enhance``, >= 128 / 255),
-   each with its own probability;
-4. normalisation with the DataModule's mean / std.
+   sample as torchvision does per image: at each of the four positions one in-place pass
+   of the blends over all rows (``blend_steps_``, per-row coefficients) and one hue shift
+   (``adjust_hue_``, the closed form of the HSV round trip) over the rows whose step there
+   is the hue;
+3. grayscale, Gaussian blur (``kornia.filters.gaussian_blur2d``: sigma per sample, kernel
+   10% of the side, reflect padding) and solarize (>= 128 / 255), each with its own
+   probability;
+4. normalisation with the DataModule's mean / std, written into one ``[2, B, 3, S, S]``
+   output (in shared memory when a loader worker runs it, ``datamodules.shared_memory``).
 
 Per-sample parameters: sample ``idx`` of epoch ``e`` draws its uniforms from a CPU
 ``torch.Generator`` seeded with ``sample_seed(seed, e, idx)`` (``datamodules.datasets``),
 so its two views depend neither on the batch it is in nor on the number of processes. The
 parameters (a few numbers per sample) are computed on the CPU; the pixels are processed
-batched on the images' device. Both views go through the colour steps as one batch.
+batched on the images' device.
 
-Why kornia for the pixel operations: its functional ops take per-sample parameter tensors,
-run unchanged on CPU and GPU, are maintained and tested, and its colour formulas are
-torchvision's (multiplicative brightness, contrast against the grayscale mean, saturation
-against grayscale, hue shift in HSV): tests/datamodules/test_batch_augment.py checks them
-against torchvision's functionals. Not kornia's augmentation *modules*: ``ColorJitter``
-draws one order of the four steps per batch (torchvision: per image), and their parameter
-generators use the global RNG, not a seed per sample. Not kornia's ``crop_and_resize``: it
-maps the box corners onto the output corners, so it cannot clamp the samples to the crop as
-torchvision does, and it solves and applies a homography per image: one view of 256 CIFAR
-images took 5.1 ms against 0.9 ms for the ``grid_sample`` here (2-core development machine).
+Why the CPU path works in chunks and in place: on a CPU the cost is memory, not arithmetic.
+Profiled on one core (256 SimCLR pairs at 128 px), a fresh batch-sized temporary cost about
+2.4 ns per float in page faults against 0.1-0.2 ns for an in-place operation, and kernels
+on bool masks (``torch.where``, ``masked_fill``) about 4 ns per element against 0.2 ns for
+the same with 0/1 float masks. So a CPU batch runs in chunks of about ``CPU_CHUNK_VALUES``
+floats (32 samples at 128 px, a whole CIFAR batch at 32 px), each step in place, without
+bool masks: 1.3-2.0 s -> 0.43 s per 256 pairs. A GPU runs the whole batch at once.
+
+Why kornia for the blur, and not for the rest: kornia's functional ops take per-sample
+parameter tensors and run unchanged on CPU and GPU; its colour formulas are torchvision's,
+but each returns a new tensor and uses bool masks, which the measurements above make 2-9x
+slower on a CPU than the in-place forms here (the hue: 9x). The blend and hue formulas here
+are torchvision's, checked against its functionals per row (tests/datamodules/
+test_batch_augment.py). Not kornia's augmentation *modules*: ``ColorJitter`` draws one order
+of the four steps per batch (torchvision: per image), and their parameter generators use
+the global RNG, not a seed per sample. Not kornia's ``crop_and_resize``: it maps the box
+corners onto the output corners, so it cannot clamp the samples to the crop as torchvision
+does, and it solves and applies a homography per image: one view of 256 CIFAR images took
+5.1 ms against 0.9 ms for the ``grid_sample`` here (2-core development machine).
 """
 
 from __future__ import annotations
@@ -120,11 +132,6 @@ class ViewParams:
     def rows(self, index: slice) -> ViewParams:
         """The rows ``index`` of every field."""
         return ViewParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    @classmethod
-    def cat(cls, parts: Sequence[ViewParams]) -> ViewParams:
-        """The rows of ``parts``, one after the other."""
-        return cls(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
 def _crop_boxes(
@@ -449,9 +456,8 @@ class BatchAugment(torch.nn.Module):
         for start in range(0, batch, step):
             rows = slice(start, start + step)
             x = images[rows].float().div_(255)
-            f, s = first.rows(rows), second.rows(rows)
-            # Both views in one pass of the colour steps: half the launches and index copies.
-            views = torch.cat([resized_crop(x, f, size), resized_crop(x, s, size)])
-            views = colour_and_filters(views, ViewParams.cat([f, s]), size)
-            torch.div(views.sub_(mean).view(2, -1, 3, size, size), std, out=out[:, rows])
+            for view, params in enumerate((first, second)):
+                p = params.rows(rows)
+                v = colour_and_filters(resized_crop(x, p, size), p, size)
+                torch.div(v.sub_(mean), std, out=out[view, rows])
         return list(out.unbind(0))

@@ -451,3 +451,56 @@ def test_adjust_hue_is_torchvisions_per_row_including_grey_and_black():
     assert (ours - ref).abs().max() < 5e-6
     assert torch.equal(ours[:6], x[:6])
     assert (ours[20] - x[20]).abs().max() > 0.05  # it does shift coloured pixels
+
+
+# ---- CPU passes: chunks of the batch, the preallocated output, the in-place steps -------
+
+
+def test_chunked_passes_give_the_whole_batch_views(monkeypatch):
+    """On a CPU the batch runs in passes of about ``CPU_CHUNK_VALUES`` floats; every step is
+    per row, so the passes change nothing, down to the bit (passes of 3 rows and a rest)."""
+    import datamodules.batch_augment as ba
+
+    images, idx = _smooth_images(20, seed=5), torch.arange(20)
+    aug = _aug("simclr", 72)
+    monkeypatch.setattr(ba, "CPU_CHUNK_VALUES", 10**12)
+    assert aug.chunk_rows(images) >= 20
+    whole = aug(images, idx, epoch=1)
+    monkeypatch.setattr(ba, "CPU_CHUNK_VALUES", 3 * 2 * 3 * 72 * 72)
+    assert aug.chunk_rows(images) == 3
+    chunked = aug(images, idx, epoch=1)
+    for a, b in zip(whole, chunked, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_views_are_written_into_a_given_output_and_a_wrong_one_is_refused():
+    images, idx = _smooth_images(6), torch.arange(6)
+    aug = _aug("byol", 32)
+    out = torch.full((2, 6, 3, 32, 32), float("nan"))
+    views = aug(images, idx, epoch=0, out=out)
+    assert views[0].data_ptr() == out[0].data_ptr() and torch.isfinite(out).all()
+    for a, b in zip(views, aug(images, idx, epoch=0), strict=True):
+        assert torch.equal(a, b)
+    for bad in (torch.empty(2, 6, 3, 16, 16), torch.empty(2, 6, 3, 32, 32, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=r"out must be float32 \[2, 6, 3, 32, 32\]"):
+            aug(images, idx, epoch=0, out=bad)
+
+
+def test_in_place_blends_and_solarize_are_torchvisions_and_leave_other_rows_alone():
+    """``blend_steps_`` against torchvision's brightness / contrast / saturation per row
+    (rows with step -1 bit-for-bit unchanged), ``solarize_`` against torchvision's."""
+    from datamodules.batch_augment import blend_steps_, solarize_
+
+    x = torch.rand(8, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+    step = torch.tensor([0, 1, 2, -1, 2, 1, 0, -1])
+    factor = torch.tensor([0.3, 1.7, 0.0, 5.0, 1.9, 0.2, 1.6, 0.1])
+    ours = blend_steps_(x.clone(), step, factor)
+    funcs = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation]
+    for i in range(8):
+        if step[i] < 0:
+            assert torch.equal(ours[i], x[i])
+        else:
+            ref = funcs[int(step[i])](x[i], float(factor[i]))
+            torch.testing.assert_close(ours[i], ref, rtol=0, atol=1e-6)
+    y = torch.linspace(0, 1, 256).view(1, 1, 16, 16).expand(2, 3, 16, 16).clone()
+    assert torch.equal(solarize_(y.clone()), F.solarize(y, 128 / 255))
