@@ -92,7 +92,7 @@ class SSLDataModule(LightningDataModule):
             loader workers (torchvision); the loader yields ``([view1, view2], y, idx)``.
             ``"device"``: the loader yields ``(uint8 images [B, 3, H, W], y, idx)`` and
             ``on_after_batch_transfer`` augments the whole batch on the model's device
-            (``datamodules.batch_augment``, kornia), same recipe and contract. Needs the
+            (``datamodules.batch_augment``), same recipe and contract. Needs the
             training images in memory as one uint8 tensor (not ImageNet-100).
             ``"loader_batched"``: the batched augmentation of ``"device"`` (the same views)
             run on the CPU in the loader workers, one whole batch per fetch; the loader

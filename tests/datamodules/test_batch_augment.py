@@ -504,3 +504,18 @@ def test_in_place_blends_and_solarize_are_torchvisions_and_leave_other_rows_alon
             torch.testing.assert_close(ours[i], ref, rtol=0, atol=1e-6)
     y = torch.linspace(0, 1, 256).view(1, 1, 16, 16).expand(2, 3, 16, 16).clone()
     assert torch.equal(solarize_(y.clone()), F.solarize(y, 128 / 255))
+
+
+def test_gaussian_blur_is_torchvisions_per_row_at_a_large_kernel():
+    """The shifted-sum blur against torchvision's ``gaussian_blur`` per row in float64, at
+    the kernel of 128 px views (13) with sigmas across the recipes' range."""
+    from datamodules.batch_augment import gaussian_blur
+
+    x = torch.rand(6, 3, 40, 36, generator=torch.Generator().manual_seed(2))
+    sigma = torch.tensor([0.1, 0.5, 1.0, 1.5, 2.0, 3.0])
+    ours = gaussian_blur(x, sigma, 13)
+    assert ours.shape == x.shape
+    for i in range(6):
+        s = float(sigma[i])
+        ref = F.gaussian_blur(x[i].double(), [13, 13], [s, s])
+        torch.testing.assert_close(ours[i].double(), ref, rtol=0, atol=2e-6)
