@@ -338,6 +338,7 @@ def lightly_side(args, device: str):
     from lightly.models.modules import SimCLRProjectionHead
 
     from ssl_norms.models.backbones import build_backbone
+    from ssl_norms.models.memory_format import channels_last_hazard
 
     pl.seed_everything(0, verbose=False)
     backbone = build_backbone("resnet18", width=args.width, cifar_stem=True)
@@ -346,14 +347,16 @@ def lightly_side(args, device: str):
         batch_norm=False,
     )  # fmt: skip
     model = torch.nn.Sequential(backbone, head).to(device).train()
-    model = model.to(memory_format=torch.channels_last)
+    # As SSLMethod does: NHWC unless oneDNN cannot run it for this backbone (toy widths).
+    fmt = torch.contiguous_format if channels_last_hazard(backbone) else torch.channels_last
+    model = model.to(memory_format=fmt)
     if args.compile:
         backbone.compile()
     criterion = NTXentLoss(temperature=TEMPERATURE)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
 
     def step(views):
-        x = torch.cat(views).contiguous(memory_format=torch.channels_last)
+        x = torch.cat(views).contiguous(memory_format=fmt)
         with _autocast(args, device):
             z0, z1 = model(x).chunk(2)
             loss = criterion(z0, z1)

@@ -112,8 +112,7 @@ def run_benchmarks(out: Path, quick: bool, gpu_only: bool = False) -> list[dict]
     )  # fmt: skip
     if not gpu_only:
         records += bench_augment.main(
-            q + (["--methods", "simclr"] if not quick else [])
-            + ["--out", str(out / "bench_augment.json")]
+            q + ["--out", str(out / "bench_augment.json")]
         )  # fmt: skip
         torch.set_num_threads(threads)
     records += bench_knn.main(
