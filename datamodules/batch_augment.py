@@ -370,7 +370,8 @@ def solarize_(x: torch.Tensor, threshold: float = SOLARIZE_THRESHOLD) -> torch.T
 
 def colour_and_filters(x: torch.Tensor, p: ViewParams, size: int) -> torch.Tensor:
     """Colour jitter (per-row order), grayscale, blur and solarize of float ``x``
-    ``[R, 3, size, size]`` in [0, 1], in place where a row's step applies; returns ``x``.
+    ``[R, 3, size, size]`` in [0, 1], in place where a row's step applies; returns the result
+    (``x`` itself, or a new tensor when every row is blurred).
 
     Each position of the jitter order is one in-place pass of the blends over all rows
     (``blend_steps_``) and one of the hue shift over the rows whose step there is the hue;
