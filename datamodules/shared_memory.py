@@ -22,8 +22,7 @@ def shared_empty(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> 
     pyproject.toml by tests/datamodules/test_shared_memory.py); ``share_memory_`` on a new
     tensor would copy its (uninitialised) bytes into the segment.
     """
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * itemsize)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 

@@ -1,9 +1,8 @@
 """When the channels-last (NHWC) memory format is safe for a backbone on the CPU.
 
 oneDNN's AVX2 kernel for the weight gradient of a 1x1 convolution with stride > 1 in
-channels-last layout reads or writes out of bounds when the convolution has fewer than 8
-input channels (one AVX2 register of float32): the backward pass then hangs, aborts or
-segfaults, depending on the batch (torch 2.14.1 on AMD EPYC with AVX2; the ResNet-18
+channels-last layout fails when the convolution has fewer than 8 input channels (one AVX2
+register of float32): the backward pass hangs, aborts or segfaults, depending on the batch (torch 2.14.1 on AMD EPYC with AVX2; the ResNet-18
 shortcut of ``layer2`` at ``backbone_width`` 4 has 4). Only toy widths have such a
 convolution; for them the contiguous (NCHW) format costs nothing measurable.
 """
