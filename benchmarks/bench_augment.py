@@ -9,7 +9,8 @@ same recipe (``datamodules.transforms`` presets), each from a DataLoader as in t
   ``BatchAugment`` on the CPU with ``--threads`` intra-op threads (default 2), and on CUDA
   when present (the images moved to the GPU first, as Lightning does; timed to a sync);
 - batched in the workers: ``augment_on="loader_batched"``: ``BatchAugment`` in ``--workers``
-  loader processes, a whole batch per fetch (one thread each).
+  loader processes, a whole batch per fetch (one thread each; the per-image uint8 crop,
+  ``uint8_crop=True``, as the DataModule sets it there).
 
 Each measurement: ``--warmup`` batches untimed (worker start-up, allocator), then
 ``--repeats`` timings of ``--batches`` batches; the value is the median. Unit: two-view
@@ -104,11 +105,12 @@ def bench(args) -> list[dict]:
             raw = RawImageDataset(base)
             # augment_on="loader_batched": the batched recipe in the same number of workers.
             aug = BatchAugment(views, size, mean, std)
+            lb_aug = BatchAugment(views, size, mean, std, uint8_crop=True)  # as the DataModule
             lb_loader = DataLoader(
                 IndexBatchDataset(raw), batch_size=args.batch_size, num_workers=args.workers,
                 sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
                 persistent_workers=args.workers > 0, drop_last=True,
-                collate_fn=AugmentBatch(aug, raw),
+                collate_fn=AugmentBatch(lb_aug, raw),
             )  # fmt: skip
             lb_it = _cycle(lb_loader)
             rate = _timed(

@@ -94,8 +94,10 @@ class SSLDataModule(LightningDataModule):
             ``on_after_batch_transfer`` augments the whole batch on the model's device
             (``datamodules.batch_augment``), same recipe and contract. Needs the
             training images in memory as one uint8 tensor (not ImageNet-100).
-            ``"loader_batched"``: the batched augmentation of ``"device"`` (the same views)
-            run on the CPU in the loader workers, one whole batch per fetch; the loader
+            ``"loader_batched"``: the batched augmentation of ``"device"`` run on the CPU in
+            the loader workers, one whole batch per fetch (the same views, except that from
+            48 px on the crop is torchvision's per-image uint8 crop, within one uint8 level
+            of the float crop (when upscaling) of ``"device"``: ``BatchAugment``'s ``uint8_crop``); the loader
             yields ``([view1, view2], y, idx)``. About 4x less CPU time per image than the
             per-image path (BENCHMARKS.md): the faster choice for CPU training, where the
             workers share the cores with the model.
@@ -217,9 +219,11 @@ class SSLDataModule(LightningDataModule):
             self._train.transforms = self.train_transform()
         elif self._train is not None:
             mean, std = self.stats
+            # The workers of "loader_batched" run one thread: the per-image uint8 crop.
             self._batch_augment = BatchAugment(
-                self.augmentation_views, self.image_size, mean, std, seed=self.seed
-            )
+                self.augmentation_views, self.image_size, mean, std, seed=self.seed,
+                uint8_crop=self.augment_on == "loader_batched",
+            )  # fmt: skip
 
     def eval_transform(self, resize: bool | None = None) -> Callable:
         mean, std = self.stats

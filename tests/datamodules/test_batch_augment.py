@@ -22,6 +22,7 @@ from datamodules.batch_augment import (
     colour_and_filters,
     draw_uniforms,
     resized_crop,
+    resized_crop_uint8,
     view_params,
 )
 from datamodules.datasets import sample_seed
@@ -170,6 +171,53 @@ def test_resized_crop_and_flip_match_torchvision():
         assert p.flip.any() and not p.flip.all()
 
 
+@pytest.mark.parametrize("height, size", [(32, 56), (64, 48)])  # up- and down-scaling
+def test_uint8_crop_is_torchvisions_per_image_uint8_crop_bit_for_bit(height, size):
+    images = _smooth_images(48, size=height, seed=6)
+    p = view_params(_uniforms(48)[:, 1], AugmentationConfig(crop_scale=(0.05, 1.0)), height, height)
+    ref = []
+    for b in range(48):
+        box = [int(p.top[b]), int(p.left[b]), int(p.height[b]), int(p.width[b])]
+        out = F.resized_crop(images[b], *box, [size, size], antialias=True)
+        ref.append(F.horizontal_flip(out) if p.flip[b] else out)
+    ref = torch.stack(ref)
+    assert p.flip.any() and not p.flip.all()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        ours = resized_crop_uint8(images.contiguous(memory_format=layout), p, size)
+        assert ours.dtype == torch.uint8 and torch.equal(ours, ref)
+
+
+def test_uint8_and_float_crops_agree_within_one_level_when_upscaling():
+    images = _smooth_images(64, size=32, seed=7)
+    p = view_params(_uniforms(64)[:, 0], AugmentationConfig(crop_scale=(0.05, 1.0)), 32, 32)
+    for size in (32, 56):
+        levels = resized_crop(images.float() / 255, p, size) * 255
+        diff = (levels - resized_crop_uint8(images, p, size).double()).abs()
+        assert diff.max() <= 1 + 1e-3 and diff.mean() < 0.5
+
+
+def test_uint8_crop_views_are_torchvisions_per_image_pipeline_without_colour_steps():
+    """Crop, flip, to float, normalise: ``BatchAugment(uint8_crop=True)`` against
+    torchvision's per-image functionals on the same parameters (colour steps off)."""
+    size, n = 56, 24
+    cfg = AugmentationConfig(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
+    images, idx = _smooth_images(n, size=40, seed=8), torch.arange(n)
+    aug = BatchAugment((cfg, cfg), size, *CIFAR10_STATS, uint8_crop=True)
+    views = aug(images, idx, epoch=4)
+    for view, p in zip(views, aug.params(idx, 4, 40, 40), strict=True):
+        for b in range(n):
+            box = [int(p.top[b]), int(p.left[b]), int(p.height[b]), int(p.width[b])]
+            out = F.resized_crop(images[b], *box, [size, size], antialias=True)
+            out = F.horizontal_flip(out) if p.flip[b] else out
+            out = F.normalize(F.to_dtype(out, torch.float32, scale=True), *CIFAR10_STATS)
+            assert torch.allclose(view[b], out, atol=1e-6)
+    # Below UINT8_CROP_MIN_SIDE the float crop runs: the same views as uint8_crop=False.
+    small = [BatchAugment((cfg, cfg), 32, *CIFAR10_STATS, uint8_crop=u) for u in (True, False)]
+    assert aug.crops_uint8(images) and not small[0].crops_uint8(images)
+    a, b = (m(images, idx, epoch=4) for m in small)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_colour_steps_match_torchvision_functionals():
     x = _smooth_images(96).float() / 255
     cfg = AugmentationConfig(
@@ -204,14 +252,17 @@ def test_colour_steps_match_torchvision_functionals():
 # ---- the module: valid images, reproducible, independent of the batch --------------------
 
 
-def _aug(method="byol", size=32, seed=0):
-    return BatchAugment(preset(method, size), size, *CIFAR10_STATS, seed=seed)
+def _aug(method="byol", size=32, seed=0, uint8_crop=False):
+    return BatchAugment(
+        preset(method, size), size, *CIFAR10_STATS, seed=seed, uint8_crop=uint8_crop
+    )
 
 
+@pytest.mark.parametrize("uint8_crop", [False, True])
 @pytest.mark.parametrize("method, size", [("simclr", 32), ("byol", 48), ("byol", 72)])
-def test_views_are_valid_normalised_images(method, size):
+def test_views_are_valid_normalised_images(method, size, uint8_crop):
     images = _smooth_images(24)
-    views = _aug(method, size)(images, torch.arange(24), epoch=0)
+    views = _aug(method, size, uint8_crop=uint8_crop)(images, torch.arange(24), epoch=0)
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in CIFAR10_STATS)
     for v in views:
         assert v.shape == (24, 3, size, size) and v.dtype == torch.float32
@@ -230,9 +281,10 @@ def test_same_seed_same_batch_and_other_seeds_or_epochs_differ():
     assert not torch.equal(_aug(seed=1)(images, idx, epoch=2)[0], a[0])
 
 
-def test_a_samples_views_do_not_depend_on_its_batch():
+@pytest.mark.parametrize("uint8_crop", [False, True])
+def test_a_samples_views_do_not_depend_on_its_batch(uint8_crop):
     images, idx = _smooth_images(20, seed=4), torch.arange(50, 70)
-    aug = _aug("byol", 72)
+    aug = _aug("byol", 72, uint8_crop=uint8_crop)
     full = aug(images, idx, epoch=1)
     perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     permuted = aug(images[perm], idx[perm], epoch=1)
@@ -456,13 +508,14 @@ def test_adjust_hue_is_torchvisions_per_row_including_grey_and_black():
 # ---- CPU passes: chunks of the batch, the preallocated output, the in-place steps -------
 
 
-def test_chunked_passes_give_the_whole_batch_views(monkeypatch):
+@pytest.mark.parametrize("uint8_crop", [False, True])
+def test_chunked_passes_give_the_whole_batch_views(monkeypatch, uint8_crop):
     """On a CPU the batch runs in passes of about ``CPU_CHUNK_VALUES`` floats; every step is
     per row, so the passes change nothing, down to the bit (passes of 3 rows and a rest)."""
     import datamodules.batch_augment as ba
 
     images, idx = _smooth_images(20, seed=5), torch.arange(20)
-    aug = _aug("simclr", 72)
+    aug = _aug("simclr", 72, uint8_crop=uint8_crop)
     monkeypatch.setattr(ba, "CPU_CHUNK_VALUES", 10**12)
     assert aug.chunk_rows(images) >= 20
     whole = aug(images, idx, epoch=1)

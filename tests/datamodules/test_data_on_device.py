@@ -71,6 +71,9 @@ def test_loader_batched_makes_the_device_paths_views_in_the_workers(tiny_cifar, 
     device.setup()
     b_loader, d_loader = batched.train_dataloader(), device.train_dataloader()
     assert b_loader.num_workers == workers
+    # One-thread workers crop the uint8 pixels (from 48 px on; below, as here, the float
+    # crop of "device": the same views): tests/datamodules/test_batch_augment.py.
+    assert batched._batch_augment.uint8_crop and not device._batch_augment.uint8_crop
     for epoch in (0, 3):
         b_loader.sampler.set_epoch(epoch)
         d_loader.sampler.set_epoch(epoch)
