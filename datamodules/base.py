@@ -43,6 +43,7 @@ from datamodules.imbalance import first_n_per_class
 from datamodules.io.download import guarded_download
 from datamodules.io.locate import missing_data_error
 from datamodules.ood import download_ood_set, load_ood_set, ood_missing_error, ood_present
+from datamodules.resumable import ResumableDataLoader
 from datamodules.sampler import GlobalBatchSampler
 from datamodules.shared_memory import worker_batch
 from datamodules.threads import one_thread
@@ -169,6 +170,8 @@ class SSLDataModule(LightningDataModule):
         self.data_on_device = bool(data_on_device)
         self._device_images: torch.Tensor | None = None
         self._batch_augment: BatchAugment | None = None
+        self._train_sampler: GlobalBatchSampler | None = None
+        self._sampler_state: dict | None = None  # from a checkpoint, for the next sampler
         self._train: TwoViewDataset | RawImageDataset | None = None
         self._bank: Dataset | None = None
         self._eval: Dataset | None = None
@@ -322,14 +325,14 @@ class SSLDataModule(LightningDataModule):
         return self._eval  # type: ignore[return-value]
 
     # ---- loaders --------------------------------------------------------------------
-    def _loader(self, ds: Dataset, batch_size: int, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, ds: Dataset, batch_size: int, resumable: bool = False, **kw) -> DataLoader:
+        return (ResumableDataLoader if resumable else DataLoader)(
             ds,
             batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            **kwargs,
+            **kw,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -357,27 +360,32 @@ class SSLDataModule(LightningDataModule):
                 accumulate=accumulate,
                 on_epoch=ds.set_epoch,
             )
+            if self._sampler_state is not None:  # a resumed run: its epoch and position
+                sampler.load_state_dict(self._sampler_state)
+                self._sampler_state = None
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: {error}") from None
+        self._train_sampler = sampler  # counts the batches the training loop takes
         if self.augment_on == "loader_batched":
             # Whole batches: one gather and one batched augmentation per fetch, in the workers.
             return self._loader(
                 IndexBatchDataset(ds),
                 sampler.per_rank,
+                resumable=True,
                 sampler=sampler,
                 drop_last=True,
                 collate_fn=AugmentBatch(self._batch_augment, ds),
             )
         if self.data_on_device:
             # Whole index batches, no workers: the images are gathered on the device.
-            return DataLoader(
+            return ResumableDataLoader(
                 IndexBatchDataset(ds),
                 batch_size=sampler.per_rank,
                 sampler=sampler,
                 drop_last=True,
                 collate_fn=IndexBatchDataset.collate,
             )
-        return self._loader(ds, sampler.per_rank, sampler=sampler, drop_last=True)
+        return self._loader(ds, sampler.per_rank, resumable=True, sampler=sampler, drop_last=True)
 
     def device_images(self, device: torch.device | str) -> torch.Tensor:
         """The uint8 training images ``[N, 3, H, W]`` on ``device`` (moved once, then cached)."""
@@ -389,11 +397,27 @@ class SSLDataModule(LightningDataModule):
             self._device_images = self._train.base.images.to(device)
         return self._device_images
 
+    def state_dict(self) -> dict:
+        """What Lightning keeps in checkpoints for this DataModule: the training sampler's
+        position (``GlobalBatchSampler.state_dict``), so that a resumed run continues with
+        the epoch, and inside it the batch, of the uninterrupted run."""
+        return {"train_sampler": self._train_sampler.state_dict()} if self._train_sampler else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Lightning restores the checkpoint's state here before the loaders are built; the
+        next training sampler starts from it."""
+        self._sampler_state = state_dict.get("train_sampler")
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """``augment_on="device"``: the uint8 training batch, now on the model's device,
         becomes ``([view1, view2], y, idx)`` (docs/contract.md); with ``data_on_device`` the
         index batch ``(idx, y, idx)`` first becomes the images ``images[idx]`` held on the
         device. Other batches pass as they are."""
+        trainer = self.trainer
+        if trainer is not None and trainer.training and self._train_sampler is not None:
+            # Called once per batch the training loop takes (not for prefetched ones): the
+            # sampler's position in the epoch, which checkpoints keep (mid-epoch resume).
+            self._train_sampler.take_batch(trainer.num_training_batches)
         first = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 3 else None
         if self._batch_augment is None:
             return batch

@@ -11,6 +11,15 @@ a partial batch or a partial accumulation window.
 
 It subclasses ``DistributedSampler`` so that Lightning uses it as it is under DDP (it
 replaces any other sampler with its own ``DistributedSampler``, whose order depends on W).
+
+Resume: the sampler counts the batches of the current epoch that the training loop took
+(``take_batch``, called by the DataModule for each training batch it sees, so batches that
+loader workers or Lightning's fetcher prefetched do not count). Its ``state_dict`` goes
+into checkpoints (with the DataModule's state, and the training loader's for Lightning's
+mid-epoch restarts: ``datamodules.resumable``); ``load_state_dict`` sets the epoch to
+continue before the first pass, so that loader workers, which draw indices as soon as the
+loader is iterated, draw them from the right epoch, and a run cut inside an epoch continues
+that epoch at the next global batch: the batches of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -80,6 +89,9 @@ class GlobalBatchSampler(DistributedSampler):
         self.shuffle = shuffle
         self.on_epoch = on_epoch
         self.epoch = 0
+        self.iterating_epoch: int | None = None  # the epoch of the latest pass
+        self.batches_taken = 0  # batches of that epoch the training loop took
+        self._resume_at: tuple[int, int] | None = None
         self.drop_last = True
         self.per_rank = self.batch_size // self.num_replicas
         self.num_batches = self.n // (self.batch_size * self.accumulate) * self.accumulate
@@ -91,6 +103,7 @@ class GlobalBatchSampler(DistributedSampler):
                 + (" or accumulate_grad_batches" if self.accumulate > 1 else "")
                 + ", or train on more samples"
             )
+        self.epoch_length = self.num_batches  # batches the loop takes per epoch
         # DistributedSampler's attributes, for code that reads them.
         self.num_samples = self.num_batches * self.per_rank
         self.total_size = self.num_batches * self.batch_size
@@ -115,6 +128,63 @@ class GlobalBatchSampler(DistributedSampler):
         # receives an index of it.
         if self.on_epoch is not None:
             self.on_epoch(epoch)
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == epoch:
+            skip = self._resume_at[1]
+        self._resume_at = None
+        self.iterating_epoch, self.batches_taken = epoch, skip
         batches = self.global_order(epoch)[: self.total_size].view(self.num_batches, -1)
         start = self.rank * self.per_rank
-        return iter(batches[:, start : start + self.per_rank].reshape(-1).tolist())
+        return iter(batches[skip:, start : start + self.per_rank].reshape(-1).tolist())
+
+    def take_batch(self, epoch_length: float | None = None) -> None:
+        """Count one batch of the current epoch as taken by the training loop;
+        ``epoch_length``: the batches it takes per epoch (Lightning's
+        ``num_training_batches``, fewer than the sampler's with ``limit_train_batches``)."""
+        self.batches_taken += 1
+        if epoch_length is not None and epoch_length < self.num_batches:
+            self.epoch_length = int(epoch_length)
+
+    def state_dict(self) -> dict[str, int | bool | None]:
+        """Where the training loop is: ``epoch`` and the ``batches`` of it taken, whether
+        that ``finished`` the epoch, and what ``load_state_dict`` checks (the batches per
+        epoch, the global batch, the seed)."""
+        return {
+            "epoch": self.iterating_epoch,
+            "batches": self.batches_taken,
+            "finished": self.batches_taken >= self.epoch_length,
+            "num_batches": self.num_batches,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, int | bool | None]) -> None:
+        """Continue from ``state``: the next epoch after a finished one, else the same epoch
+        after its taken batches. Idempotent; call it before the pass it concerns.
+
+        A cut epoch continues only with the same batches per epoch, global batch and seed
+        (anything else would continue another epoch than the one that was cut): refused,
+        with what differs."""
+        epoch = state.get("epoch")
+        if epoch is None:
+            return  # saved before any pass
+        epoch, done = int(epoch), int(state.get("batches") or 0)
+        self._resume_at = None
+        if state.get("finished", done >= int(state["num_batches"])):
+            self.set_epoch(epoch + 1)
+            return
+        self.set_epoch(epoch)
+        if done == 0:
+            return
+        mine = {"num_batches": self.num_batches, "batch_size": self.batch_size, "seed": self.seed}
+        differs = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
+        if differs:
+            what = ", ".join(f"{k} {a} in the checkpoint, {b} now" for k, (a, b) in differs.items())
+            raise ValueError(
+                f"the checkpoint stopped after {done} of the {state['num_batches']} global "
+                f"batches of epoch {epoch}; continuing that epoch needs the same batches, but "
+                f"{what}. Resume with the checkpoint's training set, batch_size, "
+                f"accumulate_grad_batches and seed, or from a checkpoint saved at the end of "
+                f"an epoch"
+            )
+        self._resume_at = (epoch, done)

@@ -56,3 +56,56 @@ def test_errors_name_the_problem_and_the_fix():
         GlobalBatchSampler(30, 8, accumulate=4)
     with pytest.raises(ValueError, match="rank"):
         GlobalBatchSampler(30, 8, num_replicas=2, rank=2)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_a_restored_position_continues_the_cut_epoch_on_every_rank(world):
+    """The state of a pass cut after 3 of 6 global batches: every rank continues epoch 2 at
+    global batch 3 (its rows of the single-process batches 3..5), then epoch 3 is whole."""
+    one = GlobalBatchSampler(48, 8, seed=4)
+    one.set_epoch(2)
+    uncut = torch.tensor(list(one)).view(6, 8)
+    cutter = GlobalBatchSampler(48, 8, seed=4)
+    cutter.set_epoch(2)
+    iter(cutter)
+    for _ in range(3):
+        cutter.take_batch()
+    state = cutter.state_dict()
+    assert (state["epoch"], state["batches"], state["finished"]) == (2, 3, False)
+    per = 8 // world
+    for rank in range(world):
+        shard = GlobalBatchSampler(48, 8, world, rank, seed=4)
+        shard.load_state_dict(state)
+        shard.load_state_dict(state)  # idempotent
+        rest = torch.tensor(list(shard)).view(3, per)
+        assert torch.equal(rest, uncut[3:, rank * per : (rank + 1) * per])
+        assert shard.state_dict()["batches"] == 3  # the skipped batches count as taken
+        whole = GlobalBatchSampler(48, 8, world, rank, seed=4)
+        whole.set_epoch(3)
+        assert list(shard) == list(whole)  # the next epoch is whole
+
+
+def test_a_finished_epoch_continues_with_the_next_and_a_changed_batch_is_refused():
+    s = GlobalBatchSampler(48, 8, seed=4)
+    s.set_epoch(5)
+    iter(s)
+    for _ in range(6):
+        s.take_batch()
+    finished = s.state_dict()
+    assert finished["finished"]
+    fresh = GlobalBatchSampler(48, 16, seed=4)  # another batch size is fine at an epoch's end
+    fresh.load_state_dict(finished)
+    assert fresh.epoch == 6
+    # With limit_train_batches the loop takes fewer batches per epoch than the sampler has.
+    limited = GlobalBatchSampler(48, 8, seed=4)
+    iter(limited)
+    limited.take_batch(epoch_length=2)
+    assert not limited.state_dict()["finished"]
+    limited.take_batch(epoch_length=2)
+    assert limited.state_dict()["finished"]
+    cut = {**finished, "batches": 2, "finished": False}
+    with pytest.raises(ValueError, match=r"stopped after 2 of the 6 global batches of epoch 5.*"
+                       r"num_batches 6 in the checkpoint, 3 now, batch_size 8 in the checkpoint, "
+                       r"16 now"):  # fmt: skip
+        GlobalBatchSampler(48, 16, seed=4).load_state_dict(cut)
+    assert GlobalBatchSampler(48, 8, seed=4).load_state_dict({"epoch": None}) is None
