@@ -98,8 +98,8 @@ class SSLDataModule(LightningDataModule):
             ``"loader_batched"``: the batched augmentation of ``"device"`` run on the CPU in
             the loader workers, one whole batch per fetch (the same views, except that from
             48 px on the crop is torchvision's per-image uint8 crop, within one uint8 level
-            of the float crop (when upscaling) of ``"device"``: ``BatchAugment``'s ``uint8_crop``); the loader
-            yields ``([view1, view2], y, idx)``. About 4x less CPU time per image than the
+            of the float crop of ``"device"`` when upscaling: ``BatchAugment(uint8_crop)``);
+            the loader yields ``([view1, view2], y, idx)``. About 4x less CPU time per image than the
             per-image path (BENCHMARKS.md): the faster choice for CPU training, where the
             workers share the cores with the model.
         data_on_device: with ``augment_on="device"``, hold the uint8 training images on the

@@ -58,6 +58,16 @@ def test_errors_name_the_problem_and_the_fix():
         GlobalBatchSampler(30, 8, num_replicas=2, rank=2)
 
 
+def _taken(epoch: int, batches: int) -> dict:
+    """The state of a 48-sample, batch-8 sampler whose loop took ``batches`` of ``epoch``."""
+    s = GlobalBatchSampler(48, 8, seed=4)
+    s.set_epoch(epoch)
+    iter(s)
+    for _ in range(batches):
+        s.take_batch()
+    return s.state_dict()
+
+
 @pytest.mark.parametrize("world", [1, 2])
 def test_a_restored_position_continues_the_cut_epoch_on_every_rank(world):
     """The state of a pass cut after 3 of 6 global batches: every rank continues epoch 2 at
@@ -65,12 +75,7 @@ def test_a_restored_position_continues_the_cut_epoch_on_every_rank(world):
     one = GlobalBatchSampler(48, 8, seed=4)
     one.set_epoch(2)
     uncut = torch.tensor(list(one)).view(6, 8)
-    cutter = GlobalBatchSampler(48, 8, seed=4)
-    cutter.set_epoch(2)
-    iter(cutter)
-    for _ in range(3):
-        cutter.take_batch()
-    state = cutter.state_dict()
+    state = _taken(epoch=2, batches=3)
     assert (state["epoch"], state["batches"], state["finished"]) == (2, 3, False)
     per = 8 // world
     for rank in range(world):
@@ -86,12 +91,7 @@ def test_a_restored_position_continues_the_cut_epoch_on_every_rank(world):
 
 
 def test_a_finished_epoch_continues_with_the_next_and_a_changed_batch_is_refused():
-    s = GlobalBatchSampler(48, 8, seed=4)
-    s.set_epoch(5)
-    iter(s)
-    for _ in range(6):
-        s.take_batch()
-    finished = s.state_dict()
+    finished = _taken(epoch=5, batches=6)
     assert finished["finished"]
     fresh = GlobalBatchSampler(48, 16, seed=4)  # another batch size is fine at an epoch's end
     fresh.load_state_dict(finished)
