@@ -1,6 +1,7 @@
 """``ssl-norms analyze``: the norm as a confidence score, for one trained model (paper Section 5).
 
-    ssl-norms analyze -c CONFIG [-c CONFIG ...] --ckpt CKPT [--ood NAME[=FOLDER] ...] --out DIR
+    ssl-norms analyze -c CONFIG [-c CONFIG ...] --ckpt CKPT [--ood NAME[=FOLDER] ...]
+        [--human-labels FOLDER] --out DIR
 
 Builds the config's model and DataModule (the ``model`` and ``data`` sections, composed as
 ``ssl-norms fit`` composes them: later files win; ``RUN_DIR/config.yaml`` of a run is the
@@ -11,8 +12,11 @@ size and channels whatever the files hold) and caches them in ``DIR/embeddings.p
 second call with the same checkpoint and config reuses them), then writes ``DIR/report.md``
 with its figures (:mod:`ssl_norms.report`): norm violins per split (Fig. 3), k-NN accuracy
 per norm bucket (Fig. 4 left), ROC curves of the norm as an OOD score, the
-accuracy-coverage curve (Section 7), and the 10 highest- and lowest-norm eval images per
-class (Fig. S6). Definitions: ``docs/confidence.md``.
+accuracy-coverage curve (Section 7), the 10 highest- and lowest-norm eval images per
+class (Fig. S6) and, for CIFAR-10 and CIFAR-100 with the CIFAR-10N / CIFAR-100N /
+CIFAR-10H files (``--human-labels FOLDER``, default the data folder), consensus-label
+accuracy and human-label entropy per norm bucket (Fig. 4 middle and right).
+Definitions: ``docs/confidence.md``.
 """
 
 from __future__ import annotations
@@ -207,6 +211,42 @@ def load_or_compute(out_dir: Path, fingerprint: str, compute) -> tuple[dict, boo
     return splits, False
 
 
+def human_labels(datamodule, folder: Path | None) -> dict[str, torch.Tensor | str] | None:
+    """Per human label set of the DataModule's data set, the values aligned with its bank or
+    eval samples, or why they cannot be had (``ssl_norms.human_agreement``); None for a data
+    set without human labels. ``folder`` (default: the DataModule's ``data_dir``) holds the
+    label files; a ``folder`` that does not exist, or one given for a data set without human
+    labels, is an error."""
+    from ssl_norms.human_agreement import (
+        HUMAN_LABEL_SETS,
+        human_label_rows,
+        human_values_or_reasons,
+    )
+
+    dataset = getattr(datamodule, "dataset", None)
+    if dataset not in HUMAN_LABEL_SETS:
+        if folder is not None:
+            raise ValueError(
+                f"--human-labels: human labels exist for CIFAR-10 (CIFAR-10N, CIFAR-10H) and "
+                f"CIFAR-100 (CIFAR-100N) only, and this model's data set is "
+                f"{dataset or type(datamodule).__name__}: leave the option out"
+            )
+        return None
+    if folder is not None and not folder.is_dir():
+        raise FileNotFoundError(
+            f"--human-labels {folder}: no such folder (it should hold CIFAR-10_human.pt, "
+            "CIFAR-100_human.pt or cifar10h-counts.npy)"
+        )
+    datamodule.setup("validate")
+    where = folder if folder is not None else Path(datamodule.data_dir)
+    try:
+        rows = human_label_rows(datamodule)
+    except ValueError as error:  # a sample not found in the full CIFAR split
+        reason = str(error).strip().splitlines()[0]
+        return {which: reason for which in HUMAN_LABEL_SETS[dataset]}
+    return human_values_or_reasons(dataset, where, rows)
+
+
 def _knn_settings(paths: list[str]) -> dict[str, Any]:
     """``k`` and ``temperature`` of the config's KNNMonitor (the run's k-NN), else 200 / 0.1."""
     import yaml
@@ -237,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="OOD sets: configured names, or NAME=FOLDER (default: the config's)")  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="output folder (report.md, PNGs)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
+    parser.add_argument("--human-labels", type=Path, default=None, metavar="FOLDER",
+                        help="CIFAR-10N / CIFAR-100N / CIFAR-10H files for the norm against "
+                        "human agreement (Fig. 4 middle, right); default: the data folder")  # fmt: skip
     parser.add_argument("--bucket-min-count", type=int, default=50,
                         help="norm buckets need more than this many samples (paper: 50)")  # fmt: skip
     return parser
@@ -252,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        human = human_labels(datamodule, args.human_labels)
         args.out.mkdir(parents=True, exist_ok=True)
         fingerprint = _fingerprint(args.ckpt, sections, dict(getattr(datamodule, "ood", {})))
         splits, cached = load_or_compute(
@@ -265,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             datamodule,
             knn=_knn_settings(args.config),
             bucket_min_count=args.bucket_min_count,
+            human=human,
             title=f"{args.ckpt} (epoch {ckpt.get('epoch')}, step {ckpt.get('global_step')})",
         )
     except (FileNotFoundError, ValueError) as error:

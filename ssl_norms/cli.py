@@ -27,7 +27,7 @@ subcommands:
                         run results of the paper (table1, table2, table3, table-s1,
                         table-s2, fig3, fig4, fig5, fig-s4, fig-s6, all) and write
                         results/REPORT.md beside the paper's values
-  analyze -c CONFIG --ckpt CKPT [--ood NAME[=FOLDER] ...] --out DIR
+  analyze -c CONFIG --ckpt CKPT [--ood NAME[=FOLDER] ...] [--human-labels FOLDER] --out DIR
                         the norm as a confidence score: DIR/report.md with its figures
   dashboard --entity E --project P
                         save a W&B workspace with the metrics of ssl-norms, by family

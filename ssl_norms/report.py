@@ -12,6 +12,10 @@ and ||h||, labels, the bank's and eval split's features ``h``), written to ``DIR
   random rejection (Section 7);
 - ``highest_norm_images.png`` / ``lowest_norm_images.png``: the 10 eval images of highest /
   lowest ‖z‖ per class (Fig. S6);
+- ``human_labels.png`` (CIFAR-10 / CIFAR-100 with the human label files): the accuracy of
+  the CIFAR-10N / CIFAR-100N consensus labels of the training images and the entropy of
+  the CIFAR-10H labels of the test images per bucket of ‖z‖ / max ‖z‖ (Fig. 4 middle,
+  right; ``ssl_norms.human_agreement``);
 - ``report.md``: the numbers (``docs/confidence.md`` defines them) and the figures.
 
 The k-NN is the library's (``ssl_norms.knn``): bank = training set, features h.
@@ -27,6 +31,7 @@ import torch
 
 from ssl_norms.confidence import (
     bucket_accuracy,
+    norm_relation,
     ood_detection,
     roc_curve,
     selective_prediction,
@@ -34,7 +39,7 @@ from ssl_norms.confidence import (
 )
 from ssl_norms.knn import knn_predict
 
-__all__ = ["write_report", "extreme_rows", "FIGURES"]
+__all__ = ["write_report", "extreme_rows", "FIGURES", "HUMAN_FIGURE"]
 
 FIGURES = (
     "norm_violins.png",
@@ -44,7 +49,11 @@ FIGURES = (
     "highest_norm_images.png",
     "lowest_norm_images.png",
 )
+#: Drawn when human labels could be aligned (CIFAR-10 / CIFAR-100 with their label files).
+HUMAN_FIGURE = "human_labels.png"
 PER_CLASS = 10
+#: Names of the human label sets in the report.
+HUMAN_NAMES = {"cifar10n": "CIFAR-10N", "cifar100n": "CIFAR-100N", "cifar10h": "CIFAR-10H"}
 
 
 def _pyplot():
@@ -92,6 +101,84 @@ def plot_buckets(buckets: dict[int, tuple[float, int]], num_buckets: int, path: 
     ax.set_ylabel("k-NN accuracy")
     ax.set_title("Accuracy per norm bucket (paper Fig. 4 left)")
     return _save(fig, path)
+
+
+def plot_human(relations: dict[str, dict], num_buckets: int, path: Path) -> Path:
+    """One panel per human label set: its per-sample value per norm bucket (Fig. 4)."""
+    from ssl_norms.human_agreement import QUANTITY, SPLIT
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(relations), figsize=(5 * len(relations), 4), squeeze=False)
+    for ax, (which, relation) in zip(axes[0], relations.items(), strict=True):
+        buckets = relation["buckets"]
+        xs = [(i + 0.5) / num_buckets for i in buckets]
+        ys = [m for m, _ in buckets.values()]
+        counts = [n for _, n in buckets.values()]
+        ax.scatter(xs, ys, s=[20 + 200 * n / max(counts) for n in counts])
+        ax.plot(xs, ys, lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"‖z‖ / max ‖z‖ ({SPLIT[which]} split, bucket centre)")
+        ax.set_ylabel(QUANTITY[which])
+        panel = "right" if which == "cifar10h" else "middle"
+        ax.set_title(f"{HUMAN_NAMES[which]} (paper Fig. 4 {panel})")
+    return _save(fig, path)
+
+
+def _human_section(
+    splits: dict[str, dict],
+    human: dict[str, torch.Tensor | str] | None,
+    num_buckets: int,
+    min_count: int,
+    out: Path,
+) -> list[str]:
+    from ssl_norms.human_agreement import QUANTITY, SPLIT
+
+    lines = ["## The norm against human labels (Fig. 4 middle and right)", ""]
+    if human is None:
+        return lines + [
+            "Human labels exist for CIFAR-10 (CIFAR-10N, CIFAR-10H) and CIFAR-100 (CIFAR-100N) "
+            "only.",
+            "",
+        ]
+    relations = {}
+    for which, values in human.items():
+        name = HUMAN_NAMES[which]
+        if isinstance(values, str):
+            lines += [f"- {name}: not available ({values})"]
+            continue
+        norms = splits[SPLIT[which]]["z_norm"]
+        relation = norm_relation(norms, values, num_buckets, min_count)
+        relations[which] = relation
+        expected = "falls" if which == "cifar10h" else "rises"
+        lines += [
+            f"- {name}: {QUANTITY[which]} of the {SPLIT[which]} split "
+            f"({len(values)} samples, mean {values.double().mean().item():.4f}); Spearman "
+            f"correlation with ‖z‖: {_fmt(relation['spearman'])} (the paper: it {expected} "
+            "with the norm)"
+        ]
+    lines.append("")
+    shown = {w: r for w, r in relations.items() if r["buckets"]}
+    for which, relation in shown.items():
+        lines += [
+            f"| bucket of ‖z‖ / max | samples | {HUMAN_NAMES[which]} {QUANTITY[which]} |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| [{i / num_buckets:.2f}, {(i + 1) / num_buckets:.2f}) | {n} | {m:.4f} |"
+            for i, (m, n) in relation["buckets"].items()
+        ]
+        lines.append("")
+    (out / HUMAN_FIGURE).unlink(missing_ok=True)  # an earlier report's, into the same folder
+    if shown:
+        plot_human(shown, num_buckets, out / HUMAN_FIGURE)
+        lines += [f"![human labels]({HUMAN_FIGURE})", ""]
+    elif relations:
+        lines += [
+            f"No norm bucket holds more than {min_count} samples (lower it with "
+            "--bucket-min-count).",
+            "",
+        ]
+    return lines
 
 
 def plot_roc(eval_norms: torch.Tensor, ood: dict[str, torch.Tensor], aurocs, path: Path):
@@ -199,8 +286,13 @@ def write_report(
     bucket_min_count: int = 50,
     title: str = "",
     num_buckets: int = 20,
+    human: dict[str, torch.Tensor | str] | None = None,
 ) -> Path:
-    """Compute the confidence metrics, draw the figures, write ``out/report.md``."""
+    """Compute the confidence metrics, draw the figures, write ``out/report.md``.
+
+    ``human``: per human label set, its values aligned with the bank or eval split or why
+    they are not available (``ssl_norms.analyze.human_labels``); None for a data set
+    without human labels."""
     datamodule.setup("validate")
     bank, evals = splits["bank"], splits["eval"]
     ood = {k[len("ood/") :]: v["z_norm"] for k, v in splits.items() if k.startswith("ood/")}
@@ -296,6 +388,7 @@ def write_report(
             "--bucket-min-count).",
             "",
         ]
+    lines += _human_section(splits, human, num_buckets, bucket_min_count, out)
     lines += ["## Highest- and lowest-norm eval images per class (Fig. S6)", ""]
     if figures["highest_norm_images.png"] is not None:
         lines += ["![highest](highest_norm_images.png)", "", "![lowest](lowest_norm_images.png)"]

@@ -322,44 +322,6 @@ class Fig3(_DefaultRuns):
 # ------------------------------------------------------------------------------ Figure 4
 
 
-def _aligned_human(ctx: Context, arrays, which: str):
-    """Per-sample human-label values of the cache's bank (``cifar10n``/``cifar100n``: whether
-    the consensus label is right) or eval split (``cifar10h``: label entropy); raises
-    FileNotFoundError / ValueError with the reason when they cannot be had."""
-    import torch
-
-    from datamodules import human_labels as H
-    from ssl_norms.confidence import label_entropy
-
-    folder = ctx.human_label_folder
-    if which == "cifar10h":
-        if "eval.source_index" not in arrays:
-            raise ValueError("the run's test split cannot be matched to the CIFAR-10 files")
-        labels = torch.as_tensor(arrays["test_full_labels"])
-        if bool((labels[1:] >= labels[:-1]).all()):
-            raise ValueError(
-                "CIFAR-10H rows follow the original CIFAR-10 test order, which a copy sorted by "
-                "class (the HF parquet files) does not keep: use the torchvision files "
-                "(cifar-10-batches-py)"
-            )
-        h = H.load_cifar10h(folder)
-        agree = float((h.probs.argmax(1) == labels).double().mean())
-        if agree < 0.8:
-            raise ValueError(
-                f"CIFAR-10H's majority labels agree with the test split's labels on only "
-                f"{agree:.0%} of the rows: the split is not in the original order"
-            )
-        values = label_entropy(h.probs)
-        return values[torch.as_tensor(arrays["eval.source_index"])]
-    loader = H.load_cifar10n if which == "cifar10n" else H.load_cifar100n
-    if "bank.source_index" not in arrays:
-        raise ValueError("the run's training set cannot be matched to the CIFAR files")
-    labels = loader(folder)
-    perm = H.order_for_dataset(labels.clean, torch.as_tensor(arrays["train_full_labels"]))
-    aligned = labels.consensus_correct()[perm]
-    return aligned[torch.as_tensor(arrays["bank.source_index"])]
-
-
 class Fig4(_DefaultRuns):
     name = "fig4"
     title = "Figure 4: the norm as confidence (k-NN accuracy and human labels per norm bucket)"
@@ -389,6 +351,7 @@ class Fig4(_DefaultRuns):
         import torch
 
         from ssl_norms.confidence import norm_relation
+        from ssl_norms.human_agreement import QUANTITY, SPLIT, human_values_or_reasons
 
         section = self.section(ctx)
         min_count = ctx.profile.bucket_min_count
@@ -410,17 +373,14 @@ class Fig4(_DefaultRuns):
             norms = torch.as_tensor(arrays["eval.z_norm"]).double()
             correct = torch.as_tensor(arrays["eval.knn_pred"] == arrays["eval.y"]).double()
             jobs = [("left", label, "k-NN accuracy", norms, correct)]
-            human = {"cifar10": ("cifar10n", "cifar10h"), "cifar100": ("cifar100n",)}
-            for which in human.get(dataset, ()):
-                panel = "right" if which == "cifar10h" else "middle"
-                try:
-                    values = _aligned_human(ctx, arrays, which)
-                except (FileNotFoundError, ValueError) as error:
-                    unavailable[which] = str(error).strip().splitlines()[0]
+            human = human_values_or_reasons(dataset, ctx.human_label_folder, arrays)
+            for which, values in human.items():
+                if isinstance(values, str):
+                    unavailable[which] = values
                     continue
-                split = "eval" if which == "cifar10h" else "bank"
-                what = "human label entropy" if which == "cifar10h" else "consensus label accuracy"
-                x = torch.as_tensor(arrays[f"{split}.z_norm"]).double()
+                panel = "right" if which == "cifar10h" else "middle"
+                what = QUANTITY[which]
+                x = torch.as_tensor(arrays[f"{SPLIT[which]}.z_norm"]).double()
                 jobs.append((panel, f"{label} ({which.upper()})", what, x, values))
             for panel, name, what, x, values in jobs:
                 relation = norm_relation(x, values, 20, min_count)

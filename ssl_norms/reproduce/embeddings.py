@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ssl_norms.human_agreement import human_label_rows, source_index
+
 __all__ = [
     "main",
     "load",
@@ -141,36 +143,6 @@ def _extra_dataset(datamodule, loader: str, split: str, folder: str):
         raise ValueError(f"unknown extra-set loader {loader!r}: ood, cifar10 or cifar100")
     resize = tuple(images.images[0].shape[-2:]) != (size, size)
     return EvalDataset(images, datamodule.eval_transform(resize=resize))
-
-
-def _image_keys(images) -> list[bytes]:
-    import torch
-
-    return [
-        hashlib.sha1(img.contiguous().numpy().tobytes()).digest() for img in torch.as_tensor(images)
-    ]
-
-
-def source_index(subset_images, subset_labels, full_images, full_labels) -> np.ndarray:
-    """Row of each subset image in the full split, matched by its pixels and label.
-
-    Duplicated images (CIFAR has a few) are matched to distinct rows in order. Raises
-    ValueError when an image is not in the full split.
-    """
-    rows: dict[tuple[bytes, int], list[int]] = {}
-    for j, (key, label) in enumerate(
-        zip(_image_keys(full_images), full_labels.tolist(), strict=True)
-    ):
-        rows.setdefault((key, int(label)), []).append(j)
-    out = np.empty(len(subset_labels), dtype=np.int64)
-    for i, (key, label) in enumerate(
-        zip(_image_keys(subset_images), subset_labels.tolist(), strict=True)
-    ):
-        found = rows.get((key, int(label)))
-        if not found:
-            raise ValueError(f"sample {i} of the subset is not in the full split")
-        out[i] = found.pop(0) if len(found) > 1 else found[0]
-    return out
 
 
 def pair_cosines(model, views_loader, device) -> tuple[Any, Any]:
@@ -316,17 +288,7 @@ def compute(run_dir: Path, epoch: int, options: dict, out: Path, device_name: st
             )
         )
     if options.get("human_index"):
-        from datamodules.cifar import load_cifar_split
-
-        dataset = getattr(dm, "dataset", None)
-        if dataset in ("cifar10", "cifar100"):
-            for split, name in (("train", "bank"), ("test", "eval")):
-                full = load_cifar_split(dataset, dm.data_dir, split, dm.cache_dir)
-                base = dm.bank_dataset.base if name == "bank" else dm.eval_dataset.base
-                arrays[f"{name}.source_index"] = source_index(
-                    base.images, base.labels, full.images, full.labels
-                )
-                arrays[f"{split}_full_labels"] = full.labels.numpy()
+        arrays.update(human_label_rows(dm))
     meta = {
         "fingerprint": fingerprint,
         "checkpoint": str(ckpt),

@@ -177,3 +177,106 @@ def test_extreme_rows_per_class():
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 0])
     assert extreme_rows(norms, labels, highest=True, per_class=2) == {0: [0, 2], 1: [3, 5]}
     assert extreme_rows(norms, labels, highest=False, per_class=3) == {0: [1, 2, 6], 1: [4, 5, 3]}
+
+
+def _human_table(report: str, name: str) -> dict[str, tuple[int, float]]:
+    """The rows of the report's bucket table of human label set ``name``."""
+    lines = report.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| bucket") and name in ln)
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("| ["):
+            break
+        bucket, count, mean = (c.strip() for c in line.strip().strip("|").split("|"))
+        rows[bucket] = (int(count), float(mean))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_analyze_human_labels_per_norm_bucket(run, shared_data, tmp_path, capsys):
+    """CIFAR-10N consensus accuracy per norm bucket of the training images, against a
+    brute-force alignment written here (pixels matched image by image, the class-sorted
+    parquet order undone by hand); CIFAR-10H is refused with its reason on the class-sorted
+    test split; a missing folder is an error and absent files are named in the report."""
+    import sys
+
+    from scipy.stats import spearmanr
+
+    from datamodules.cifar import load_cifar_split
+
+    sys.path.insert(0, str(REPO / "tests" / "datamodules"))
+    from dm_files import cifar10h_counts, write_cifar10n
+
+    full = load_cifar_split("cifar10", shared_data / "cifar10", "train", None)
+    sorted_labels = full.labels.numpy()
+    rng = np.random.default_rng(3)
+    # The files follow the original CIFAR order; the parquet copy is that order sorted by
+    # class (stably), so any order with the same class counts is a consistent "original".
+    clean = rng.permutation(sorted_labels)
+    noisy = {f"random_label{i}": np.where(rng.random(clean.size) < 0.8, clean, (clean + i) % 10)
+             for i in (1, 2, 3)}  # fmt: skip
+    aggre = np.where(rng.random(clean.size) < 0.6, clean, (clean + 1) % 10)
+    labels_dir = tmp_path / "labels"
+    write_cifar10n(
+        labels_dir / "CIFAR-10_human.pt",
+        {"clean_label": clean, "aggre_label": aggre, "worse_label": noisy["random_label1"],
+         **noisy},
+    )  # fmt: skip
+    np.save(labels_dir / "cifar10h-counts.npy", cifar10h_counts(seed=4))
+
+    out = tmp_path / "report"
+    assert cli_main(analyze_args(run, out, "--human-labels", str(labels_dir))) == 0
+    report = (out / "report.md").read_text()
+    assert (out / "human_labels.png").read_bytes()[:8] == PNG
+    assert "(human_labels.png)" in report
+
+    # The bank's images, found in the full split by brute force, then in the files' order.
+    model, dm, _ = analyze.load_model_and_data(
+        analyze.read_configs([str(run / "config.yaml")]), run / "checkpoints/last.ckpt", None
+    )
+    dm.setup("validate")
+    bank = dm.bank_dataset.base
+    original = np.argsort(clean, kind="stable")  # parquet row -> original index
+    expected = []
+    for image, label in zip(bank.images, bank.labels.tolist(), strict=True):
+        candidates = np.flatnonzero(sorted_labels == label)
+        same = (full.images[candidates] == image).flatten(1).all(1).numpy()
+        row = candidates[np.flatnonzero(same)[0]]
+        expected.append(float(aggre[original[row]] == clean[original[row]]))
+    expected = np.array(expected)
+
+    norms = torch.load(out / "embeddings.pt", weights_only=True)["splits"]["bank"]["z_norm"]
+    norms = norms.double().numpy()
+    buckets = np.minimum((norms / norms.max() * 20).astype(int), 19)
+    by_hand = {
+        f"[{b / 20:.2f}, {(b + 1) / 20:.2f})": (int((buckets == b).sum()),
+                                                 expected[buckets == b].mean())
+        for b in np.unique(buckets) if (buckets == b).sum() > 2
+    }  # fmt: skip
+    table = _human_table(report, "CIFAR-10N")
+    assert table.keys() == by_hand.keys()
+    for key, (count, mean) in by_hand.items():
+        assert table[key][0] == count and table[key][1] == pytest.approx(mean, abs=5e-5), key
+    rho = spearmanr(norms, expected).statistic
+    line = next(ln for ln in report.splitlines() if ln.startswith("- CIFAR-10N:"))
+    assert f"mean {expected.mean():.4f}" in line
+    assert float(line.split("Spearman correlation with ‖z‖: ")[1].split()[0]) == pytest.approx(
+        rho, abs=5e-5
+    )
+    assert "- CIFAR-10H: not available (CIFAR-10H rows follow the original CIFAR-10 test " in report
+
+    # No label files in the folder: the report says what is missing and where to get it.
+    empty = tmp_path / "no_labels"
+    empty.mkdir()
+    assert cli_main(analyze_args(run, tmp_path / "r2", "--human-labels", str(empty))) == 0
+    report = (tmp_path / "r2" / "report.md").read_text()
+    line = next(ln for ln in report.splitlines() if ln.startswith("- CIFAR-10N:"))
+    assert "not available" in line and "CIFAR-10_human.pt" in line
+    assert not (tmp_path / "r2" / "human_labels.png").exists()
+
+    # A folder that does not exist: an error before anything is computed.
+    missing = tmp_path / "nowhere"
+    assert cli_main(analyze_args(run, tmp_path / "r3", "--human-labels", str(missing))) == 1
+    assert f"--human-labels {missing}: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "r3").exists()

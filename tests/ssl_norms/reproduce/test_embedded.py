@@ -12,7 +12,7 @@ import torch
 from fake_runs import REPO, context, fail, finish, write_cache
 
 from ssl_norms.reproduce.embedded import Fig3, Fig4, FigS6, TableS1, default_spec
-from ssl_norms.reproduce.embeddings import pair_cosines, source_index
+from ssl_norms.reproduce.embeddings import pair_cosines
 
 sys.path.insert(0, str(REPO / "tests" / "datamodules"))
 from dm_files import cifar10h_counts, cifar10n_arrays, write_cifar10n  # noqa: E402
@@ -238,14 +238,3 @@ def test_fig_s6_draws_the_extreme_images(tmp_path: Path) -> None:
     section = FigS6().collect(ctx)
     assert section.complete and section.in_scope == 1
     assert (tmp_path / "out" / "fig-s6" / "figS6.png").stat().st_size > 10_000
-
-
-def test_samples_are_matched_to_their_rows_in_the_full_split() -> None:
-    full = torch.tensor(np.random.default_rng(0).integers(0, 256, (6, 3, 2, 2), dtype=np.uint8))
-    full[4] = full[1]  # a duplicated image (CIFAR has a few), with the same label
-    labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    subset = full[[5, 1, 4, 0]]
-    rows = source_index(subset, labels[[5, 1, 4, 0]], full, labels)
-    assert rows.tolist() == [5, 1, 4, 0]
-    with pytest.raises(ValueError, match="not in the full split"):
-        source_index(full[[2]], torch.tensor([0]), full, labels)  # right pixels, wrong label
