@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,16 @@ WANDB_HEALTH_URL = f"https://{WANDB_HOST}/healthz"
 # The arguments being parsed and the directory they were given in, for config errors.
 _ARGV: list[str] = []
 _CWD: str = ""
+
+# Lightning 2.6 builds torch's deprecated ``LeafSpec`` in every fit (its own pytree helper,
+# ``lightning.pytorch.utilities._pytree``). The FutureWarning is for Lightning's developers,
+# and users can do nothing about it: hidden, for that module and message only.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+    module=r"lightning\.pytorch\.utilities\._pytree",
+)
 
 
 def _has_wandb_key() -> bool:

@@ -73,3 +73,5 @@ def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> N
     assert [line.split()[2] for line in evals] == ["3", "4"]
     assert all("knn/top1 " in line and "||z|| bank " in line for line in evals)
     assert "\r" not in text and "it/s" not in text and "Epoch 0:" not in text
+    # Lightning's own deprecation noise (torch's LeafSpec) is not shown to users.
+    assert "LeafSpec" not in text
