@@ -29,6 +29,7 @@ Configs compose with several ``-c`` flags (``configs/README.md``).
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import shutil
@@ -69,6 +70,17 @@ WANDB_HEALTH_URL = f"https://{WANDB_HOST}/healthz"
 # The arguments being parsed and the directory they were given in, for config errors.
 _ARGV: list[str] = []
 _CWD: str = ""
+
+
+class _NoLitLoggerTip(logging.Filter):
+    """Lightning 2.6 advertises its LitLogger service at every Trainer start (an INFO
+    record of ``lightning.pytorch.utilities.rank_zero``): not part of a run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoLitLoggerTip())
 
 # Lightning 2.6 builds torch's deprecated ``LeafSpec`` in every fit (its own pytree helper,
 # ``lightning.pytorch.utilities._pytree``). The FutureWarning is for Lightning's developers,
@@ -360,17 +372,19 @@ class SSLNormsCLI(LightningCLI):
             from lightning.pytorch.loggers import WandbLogger
 
             os.environ["WANDB_DIR"] = str(self.run_dir)
-            loggers.append(
-                WandbLogger(
-                    name=f"{self._experiment_name(cfg)}/{self.run_dir.name}",
-                    save_dir=str(self.run_dir),
-                    project=cfg.get("wandb_project") or "ssl-norms",
-                    offline=self.wandb_mode == "offline",
-                    # A run resumed in its own folder continues the same W&B run.
-                    id=self._wandb_run_id(),
-                    resume="allow",
-                )
+            wandb_logger = WandbLogger(
+                name=f"{self._experiment_name(cfg)}/{self.run_dir.name}",
+                save_dir=str(self.run_dir),
+                project=cfg.get("wandb_project") or "ssl-norms",
+                offline=self.wandb_mode == "offline",
+                # A run resumed in its own folder continues the same W&B run.
+                id=self._wandb_run_id(),
+                resume="allow",
             )
+            # Lightning 2.6 always passes wandb.init(anonymous=None), which current wandb
+            # answers with "The anonymous setting has no effect" on every run.
+            wandb_logger._wandb_init.pop("anonymous", None)
+            loggers.append(wandb_logger)
         return loggers
 
     def _wandb_run_id(self) -> str:

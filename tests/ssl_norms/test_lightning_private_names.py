@@ -41,6 +41,8 @@ PRIVATE = [
      "ssl_norms/loggers.py: overridden to rewrite metrics.csv atomically"),
     ("csv_logger", "_experiment", "ssl_norms/loggers.py: the CSV logger's writer, made ours"),
     ("csv_logger", "_fs", "ssl_norms/loggers.py: the CSV logger's file system"),
+    ("wandb_logger", "_wandb_init",
+     "ssl_norms/lightning_cli.py: drop the anonymous=None that wandb warns about on every run"),
     ("module", "_trainer",
      "ssl_norms/methods/base.py: the trainer or None (LightningModule.trainer raises when detached)"),
 ]  # fmt: skip
@@ -63,6 +65,12 @@ def _owner(name: str):
         from lightning.pytorch.loggers import CSVLogger
 
         return CSVLogger(tempfile.mkdtemp())
+    if name == "wandb_logger":
+        import tempfile
+
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(save_dir=tempfile.mkdtemp(), offline=True)
     if name == "cloud_io":
         from lightning.fabric.utilities import cloud_io
 

@@ -73,5 +73,30 @@ def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> N
     assert [line.split()[2] for line in evals] == ["3", "4"]
     assert all("knn/top1 " in line and "||z|| bank " in line for line in evals)
     assert "\r" not in text and "it/s" not in text and "Epoch 0:" not in text
-    # Lightning's own deprecation noise (torch's LeafSpec) is not shown to users.
-    assert "LeafSpec" not in text
+    # Lightning's own deprecation noise (torch's LeafSpec) and its LitLogger advert are not
+    # shown to users.
+    assert "LeafSpec" not in text and "litlogger" not in text.lower()
+
+
+@pytest.mark.slow
+def test_an_offline_wandb_run_prints_no_deprecation_of_an_unused_setting(tmp_path: Path) -> None:
+    """Every run with W&B printed "The anonymous setting has no effect" (Lightning passes
+    anonymous=None to wandb.init): a warning about a setting the user never made."""
+    log = tmp_path / "fit.log"
+    with open(log, "w") as out:
+        code = subprocess.call(
+            [
+                sys.executable, "-m", "ssl_norms.cli", "fit",
+                "-c", str(REPO / "configs/demo.yaml"),
+                "--trainer.max_epochs", "1",
+                "--data.init_args.n_train", "256",
+                "--data.init_args.n_eval", "128",
+                "--wandb", "offline",
+                "--run_dir", str(tmp_path / "run"),
+            ],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # W&B did run
+    assert "anonymous" not in text
