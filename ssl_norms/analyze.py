@@ -217,6 +217,7 @@ def human_labels(datamodule, folder: Path | None) -> dict[str, torch.Tensor | st
     set without human labels. ``folder`` (default: the DataModule's ``data_dir``) holds the
     label files; a ``folder`` that does not exist, or one given for a data set without human
     labels, is an error."""
+    from datamodules.human_labels import find_human_labels
     from ssl_norms.human_agreement import (
         HUMAN_LABEL_SETS,
         human_label_rows,
@@ -237,8 +238,11 @@ def human_labels(datamodule, folder: Path | None) -> dict[str, torch.Tensor | st
             f"--human-labels {folder}: no such folder (it should hold CIFAR-10_human.pt, "
             "CIFAR-100_human.pt or cifar10h-counts.npy)"
         )
-    datamodule.setup("validate")
     where = folder if folder is not None else Path(datamodule.data_dir)
+    if not set(find_human_labels(where)) & set(HUMAN_LABEL_SETS[dataset]):
+        # No file to align: say which are missing without reading the full CIFAR splits.
+        return human_values_or_reasons(dataset, where, {})
+    datamodule.setup("validate")
     try:
         rows = human_label_rows(datamodule)
     except ValueError as error:  # a sample not found in the full CIFAR split

@@ -122,6 +122,7 @@ def aligned_human_values(which: str, folder: str | Path, rows: dict) -> torch.Te
     if which not in SPLIT:
         raise ValueError(f"unknown human label set {which!r}: {', '.join(SPLIT)}")
     if which == "cifar10h":
+        h = H.load_cifar10h(folder)  # a missing file first: it is the first thing to fix
         if "eval.source_index" not in rows:
             raise ValueError("the run's test split cannot be matched to the CIFAR-10 files")
         labels = torch.as_tensor(rows["test_full_labels"])
@@ -131,7 +132,6 @@ def aligned_human_values(which: str, folder: str | Path, rows: dict) -> torch.Te
                 "class (the HF parquet files) does not keep: use the torchvision files "
                 "(cifar-10-batches-py)"
             )
-        h = H.load_cifar10h(folder)
         agree = float((h.probs.argmax(1) == labels).double().mean())
         if agree < 0.8:
             raise ValueError(
@@ -140,9 +140,9 @@ def aligned_human_values(which: str, folder: str | Path, rows: dict) -> torch.Te
             )
         return label_entropy(h.probs)[torch.as_tensor(rows["eval.source_index"])]
     loader = H.load_cifar10n if which == "cifar10n" else H.load_cifar100n
+    labels = loader(folder)
     if "bank.source_index" not in rows:
         raise ValueError("the run's training set cannot be matched to the CIFAR files")
-    labels = loader(folder)
     perm = H.order_for_dataset(labels.clean, torch.as_tensor(rows["train_full_labels"]))
     aligned = labels.consensus_correct()[perm].double()
     return aligned[torch.as_tensor(rows["bank.source_index"])]

@@ -194,7 +194,7 @@ def _human_table(report: str, name: str) -> dict[str, tuple[int, float]]:
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_analyze_human_labels_per_norm_bucket(run, shared_data, tmp_path, capsys):
+def test_analyze_human_labels_per_norm_bucket(run, shared_data, tmp_path, capsys, monkeypatch):
     """CIFAR-10N consensus accuracy per norm bucket of the training images, against a
     brute-force alignment written here (pixels matched image by image, the class-sorted
     parquet order undone by hand); CIFAR-10H is refused with its reason on the class-sorted
@@ -266,9 +266,16 @@ def test_analyze_human_labels_per_norm_bucket(run, shared_data, tmp_path, capsys
     )
     assert "- CIFAR-10H: not available (CIFAR-10H rows follow the original CIFAR-10 test " in report
 
-    # No label files in the folder: the report says what is missing and where to get it.
+    # No label files in the folder: the report says what is missing and where to get it,
+    # without matching the run's samples to the full splits first.
     empty = tmp_path / "no_labels"
     empty.mkdir()
+    from ssl_norms import human_agreement
+
+    def no_matching(datamodule):
+        raise AssertionError("the samples were matched although no label file exists")
+
+    monkeypatch.setattr(human_agreement, "human_label_rows", no_matching)
     assert cli_main(analyze_args(run, tmp_path / "r2", "--human-labels", str(empty))) == 0
     report = (tmp_path / "r2" / "report.md").read_text()
     line = next(ln for ln in report.splitlines() if ln.startswith("- CIFAR-10N:"))
