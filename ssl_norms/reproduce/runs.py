@@ -256,7 +256,9 @@ def set_aside_incomplete(run_dir: Path) -> Path | None:
 
 
 def commit_description(where: Path) -> str:
-    """``<short hash>`` (``+ uncommitted changes`` when the tree differs), or ``unknown``."""
+    """``<short hash>`` (``+ uncommitted changes`` when the tracked files differ from it), or
+    ``unknown``. The ``results/`` folder is not counted: it holds what reproduce itself
+    writes, before the report that names the commit."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
@@ -268,7 +270,15 @@ def commit_description(where: Path) -> str:
         if head.returncode != 0:
             return "unknown (not a git checkout)"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude,top)results",
+            ],  # fmt: skip
             cwd=where,
             capture_output=True,
             text=True,

@@ -377,3 +377,26 @@ def test_a_run_is_a_subprocess_whose_error_is_recorded(latent_configs, tmp_path,
     outcome = execute(Plan(spec, 1), broken, bad, "t")
     assert outcome.status == "failed" and outcome.failure.exit_code == 1
     assert "leave class 2 empty" in read_failure(broken).message
+
+
+def test_the_commit_counts_code_changes_not_the_results_reproduce_writes(tmp_path: Path) -> None:
+    import subprocess
+
+    from ssl_norms.reproduce.runs import commit_description
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "REPORT.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert commit_description(tmp_path) == head
+    (tmp_path / "results" / "REPORT.md").write_text("new\n")  # reproduce's own output
+    assert commit_description(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")  # the code that trains and reports
+    assert commit_description(tmp_path) == f"{head} + uncommitted changes"
