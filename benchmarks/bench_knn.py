@@ -257,6 +257,8 @@ def bench(args) -> list[dict]:
     import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    if args.device:
+        devices = [args.device]
     records = []
     for device in devices:
         if not args.skip_compare:
@@ -286,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling-banks", type=int, nargs="*", default=[])
     p.add_argument("--scaling-queries", type=int, default=2000)
     p.add_argument("--cpu-only", action="store_true")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="only this device")
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
     p.add_argument("--out", help="write the JSON records here (default: stdout)")
     return p

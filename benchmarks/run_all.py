@@ -220,6 +220,7 @@ def markdown(records: list[dict], figure_rel: str | None, quick: bool, note: str
         "make bench                       # all of it, about 15-30 minutes on 2 CPU cores",
         "make bench QUICK=1               # seconds: proves the scripts run",
         ".venv/bin/python benchmarks/bench_fit.py --help    # or one script at a time",
+        "bash benchmarks/gpu_checks.sh    # on a GPU: the fast-path epoch, k-NN, CUDA tests",
         "```",
         "",
     ]

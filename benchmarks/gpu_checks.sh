@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU checks in one run (about 5-8 minutes on one H100/H200): the fast-path epoch
+# (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s), the k-NN pass
+# (50,000 x 10,000, dim 512; goal <= 2 s), the CUDA tests, the batched augmentation on the
+# GPU against the per-image loader, the fast path's loss and k-NN against the default path
+# (benchmarks/compare_fast_path.py) and our fit against a plain loop on the GPU.
+#
+#   OUT=results/gpu DATA=../shared/data bash benchmarks/gpu_checks.sh
+#
+# Runs from the repository root without installing the package (PYTHONPATH=.), with the
+# python3 that holds torch and lightning (PY=...); faiss, wandb and jsonargparse are not
+# needed (without faiss-gpu the k-NN rows are the torch backend's). DATA must hold
+# cifar10/ (train.parquet, test.parquet, 54 MB). Writes $OUT/log.txt and one JSON per
+# benchmark (6 files), then merge the records into results/bench.json and re-render
+# BENCHMARKS.md (benchmarks/run_all.py --records FILE ... --note-file benchmarks/analysis.md).
+# On a machine that sees only the repository (a lent GPU machine): copy the data into an
+# ignored folder first (mkdir -p .gpu_data && cp -r ../shared/data/cifar10 .gpu_data/ &&
+# echo /.gpu_data/ >> .git/info/exclude), send it along, and run with DATA=.gpu_data.
+# QUICK=1 DEVICE=cpu runs every step at tiny sizes on a CPU: the test suite proves the
+# script's plumbing that way (tests/benchmarks/test_gpu_checks.py).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-results/gpu}
+DATA=${DATA:-../shared/data}
+PY=${PY:-python3}
+DEVICE=${DEVICE:-cuda}
+Q=${QUICK:+--quick}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+export SSL_NORMS_DATA="$DATA"
+LOG="$OUT/log.txt"
+: >"$LOG"
+failed=0
+step() {  # step NAME COMMAND...: run, log, and go on after a failure
+    local name=$1 start=$SECONDS
+    shift
+    echo "== $name: $*" | tee -a "$LOG"
+    if "$@" >>"$LOG" 2>&1; then
+        echo "== $name: ok ($((SECONDS - start)) s)" | tee -a "$LOG"
+    else
+        echo "== $name: FAILED ($((SECONDS - start)) s)" | tee -a "$LOG"
+        failed=1
+    fi
+}
+
+step environment sh -c "nvidia-smi || true; $PY -c 'import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'"
+if [ "$DEVICE" = cuda ]; then
+    epoch=(--gpu-epoch --data-dir "$DATA/cifar10")
+else
+    epoch=(--synthetic 64)
+fi
+step fast_path_epoch "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
+    --out "$OUT/bench_fit_epoch.json"
+step knn "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
+    --out "$OUT/bench_knn.json"
+step cuda_tests "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+    tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
+    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py
+step augment "$PY" benchmarks/bench_augment.py $Q --sizes 32 128 --methods simclr byol \
+    --out "$OUT/bench_augment.json"
+if [ -n "${QUICK:-}" ]; then
+    compare=(--train-subset 4 --eval-subset 4 --width 4 --batch-size 16 --epochs 1 --seeds 0)
+else
+    compare=()
+fi
+step compare_fast_path "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
+    --data-dir "$DATA/cifar10" "${compare[@]}" --out "$OUT/fast_path.json"
+step fit_vs_plain "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
+    --synthetic 8192 --out "$OUT/bench_fit_sides.json"
+exit $failed
