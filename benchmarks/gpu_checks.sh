@@ -5,7 +5,8 @@
 # GPU against the per-image loader, the fast path's loss and k-NN against the default path
 # (benchmarks/compare_fast_path.py) and our fit against a plain loop on the GPU.
 #
-#   OUT=results/gpu DATA=../shared/data bash benchmarks/gpu_checks.sh
+#   OUT=results/gpu DATA=../shared/data COMMIT=$(git rev-parse --short HEAD) \
+#       bash benchmarks/gpu_checks.sh
 #
 # Runs from the repository root without installing the package (PYTHONPATH=.), with the
 # python3 that holds torch and lightning (PY=...); faiss, wandb and jsonargparse are not
@@ -67,4 +68,18 @@ step compare_fast_path "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" 
     --data-dir "$DATA/cifar10" "${compare[@]}" --out "$OUT/fast_path.json"
 step fit_vs_plain "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
     --synthetic 8192 --out "$OUT/bench_fit_sides.json"
+# Each record gets this machine (CPU, GPU), the date and COMMIT (the caller's git commit:
+# a copied tree may have no .git), as `make bench` stamps its own.
+step stamp "$PY" -c '
+import datetime as dt, json, pathlib, sys
+sys.path.insert(0, "benchmarks")
+from _common import machine
+info = {"machine": machine(), "commit": sys.argv[2],
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    data = json.loads(path.read_text())
+    if isinstance(data, list):
+        path.write_text(json.dumps([{**r, **info} for r in data], indent=2) + "\n")
+print(info)
+' "$OUT" "${COMMIT:-unknown}"
 exit $failed
