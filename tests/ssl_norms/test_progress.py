@@ -42,27 +42,31 @@ def test_the_cli_installs_the_lines_instead_of_the_bar(
     assert (cli.trainer.progress_bar_callback is None) is lines
 
 
-@pytest.mark.slow
-def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> None:
-    """`make demo` with its output in a file: lines, never a redrawn bar."""
+def _demo_fit_output(tmp_path: Path, epochs: int, n_train: int, wandb: str) -> str:
+    """What `ssl-norms fit` of the demo prints into a file (no terminal); asserts exit 0."""
     log = tmp_path / "fit.log"
     with open(log, "w") as out:
         code = subprocess.call(
             [
                 sys.executable, "-m", "ssl_norms.cli", "fit",
                 "-c", str(REPO / "configs/demo.yaml"),
-                "--trainer.max_epochs", "4",
-                "--data.init_args.n_train", "512",
-                "--data.init_args.n_eval", "256",
-                "--wandb", "disabled",
+                "--trainer.max_epochs", str(epochs),
+                "--data.init_args.n_train", str(n_train),
+                "--data.init_args.n_eval", str(n_train // 2),
+                "--wandb", wandb,
                 "--run_dir", str(tmp_path / "run"),
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
         )  # fmt: skip
     text = log.read_text()
     assert code == 0, text[-2000:]
+    return text
+
+
+@pytest.mark.slow
+def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> None:
+    """`make demo` with its output in a file: lines, never a redrawn bar."""
+    text = _demo_fit_output(tmp_path, epochs=4, n_train=512, wandb="disabled")
     lines = text.splitlines()
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/4", "2/4", "3/4", "4/4"]
@@ -82,21 +86,6 @@ def test_a_fit_without_a_terminal_prints_one_line_per_epoch(tmp_path: Path) -> N
 def test_an_offline_wandb_run_prints_no_deprecation_of_an_unused_setting(tmp_path: Path) -> None:
     """Every run with W&B printed "The anonymous setting has no effect" (Lightning passes
     anonymous=None to wandb.init): a warning about a setting the user never made."""
-    log = tmp_path / "fit.log"
-    with open(log, "w") as out:
-        code = subprocess.call(
-            [
-                sys.executable, "-m", "ssl_norms.cli", "fit",
-                "-c", str(REPO / "configs/demo.yaml"),
-                "--trainer.max_epochs", "1",
-                "--data.init_args.n_train", "256",
-                "--data.init_args.n_eval", "128",
-                "--wandb", "offline",
-                "--run_dir", str(tmp_path / "run"),
-            ],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
-    text = log.read_text()
-    assert code == 0, text[-2000:]
+    text = _demo_fit_output(tmp_path, epochs=1, n_train=256, wandb="offline")
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # W&B did run
     assert "anonymous" not in text
