@@ -99,9 +99,9 @@ class SSLDataModule(LightningDataModule):
             the loader workers, one whole batch per fetch (the same views, except that from
             48 px on the crop is torchvision's per-image uint8 crop, within one uint8 level
             of the float crop of ``"device"`` when upscaling: ``BatchAugment(uint8_crop)``);
-            the loader yields ``([view1, view2], y, idx)``. About 4x less CPU time per image than the
-            per-image path (BENCHMARKS.md): the faster choice for CPU training, where the
-            workers share the cores with the model.
+            the loader yields ``([view1, view2], y, idx)``. About 4x less CPU time per image
+            than the per-image path (BENCHMARKS.md): the faster choice for CPU training, where
+            the workers share the cores with the model.
         data_on_device: with ``augment_on="device"``, hold the uint8 training images on the
             model's device (a GPU for the fast path; CIFAR-10 is 150 MB) and bypass the
             loader's per-sample work: it yields index batches ``(idx, y, idx)`` (no workers)

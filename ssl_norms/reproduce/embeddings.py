@@ -34,8 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from ssl_norms.human_agreement import human_label_rows, source_index
-
 __all__ = [
     "main",
     "load",
@@ -43,7 +41,6 @@ __all__ = [
     "up_to_date",
     "options_of",
     "build_from_run",
-    "source_index",
     "pair_cosines",
 ]
 
@@ -288,6 +285,8 @@ def compute(run_dir: Path, epoch: int, options: dict, out: Path, device_name: st
             )
         )
     if options.get("human_index"):
+        from ssl_norms.human_agreement import human_label_rows
+
         arrays.update(human_label_rows(dm))
     meta = {
         "fingerprint": fingerprint,
