@@ -635,7 +635,7 @@ def gpu_epoch(args) -> list[dict]:
     n = trainer.num_training_batches * args.batch_size
     return [
         record(
-            f"epoch/cuda/simclr_resnet18_w{args.width}_batch{args.batch_size}",
+            f"epoch/cuda/simclr_resnet18_w{args.width}_batch{args.batch_size}{args.tag}",
             times[-1],
             "s",
             conditions=(
@@ -717,7 +717,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-width", type=int, default=64)
     p.add_argument("--gpu-epoch", action="store_true",
                    help="CUDA: time one CIFAR-10 epoch of the fast path")  # fmt: skip
-    p.add_argument("--tag", default="", help="appended to the fit side's record names")
+    p.add_argument(
+        "--tag", default="", help="appended to the fit side's and the epoch's record names"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs")
     p.add_argument("--out", help="write the JSON records here (default: stdout)")
     return p

@@ -12,7 +12,7 @@
 # python3 that holds torch and lightning (PY=...); faiss, wandb and jsonargparse are not
 # needed (without faiss-gpu the k-NN rows are the torch backend's). DATA must hold
 # cifar10/ (train.parquet, test.parquet, 54 MB). Writes $OUT/log.txt and one JSON per
-# benchmark (6 files), then merge the records into results/bench.json and re-render
+# benchmark (7 files), then merge the records into results/bench.json and re-render
 # BENCHMARKS.md (benchmarks/run_all.py --records FILE ... --note-file benchmarks/analysis.md).
 # On a machine that sees only the repository (a lent GPU machine): copy the data into an
 # ignored folder first (mkdir -p .gpu_data && cp -r ../shared/data/cifar10 .gpu_data/ &&
@@ -30,47 +30,13 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 export SSL_NORMS_DATA="$DATA"
 LOG="$OUT/log.txt"
+if [ -z "${CACHE:-}" ]; then  # decoded CIFAR-10, shared by the steps
+    CACHE=$(mktemp -d)
+    trap 'rm -rf "$CACHE"' EXIT
+fi
 : >"$LOG"
 failed=0
-step() {  # step NAME COMMAND...: run, log, and go on after a failure
-    local name=$1 start=$SECONDS
-    shift
-    echo "== $name: $*" | tee -a "$LOG"
-    if "$@" >>"$LOG" 2>&1; then
-        echo "== $name: ok ($((SECONDS - start)) s)" | tee -a "$LOG"
-    else
-        echo "== $name: FAILED ($((SECONDS - start)) s)" | tee -a "$LOG"
-        failed=1
-    fi
-}
-
-step environment sh -c "nvidia-smi || true; $PY -c 'import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'"
-if [ "$DEVICE" = cuda ]; then
-    epoch=(--gpu-epoch --data-dir "$DATA/cifar10")
-else
-    epoch=(--synthetic 64)
-fi
-step fast_path_epoch "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
-    --out "$OUT/bench_fit_epoch.json"
-step knn "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
-    --out "$OUT/bench_knn.json"
-step cuda_tests "$PY" -m pytest -q -p no:cacheprovider -k cuda \
-    tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
-    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py
-step augment "$PY" benchmarks/bench_augment.py $Q --sizes 32 128 --methods simclr byol \
-    --out "$OUT/bench_augment.json"
-if [ -n "${QUICK:-}" ]; then
-    compare=(--train-subset 4 --eval-subset 4 --width 4 --batch-size 16 --epochs 1 --seeds 0)
-else
-    compare=()
-fi
-step compare_fast_path "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
-    --data-dir "$DATA/cifar10" "${compare[@]}" --out "$OUT/fast_path.json"
-step fit_vs_plain "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
-    --synthetic 8192 --out "$OUT/bench_fit_sides.json"
-# Each record gets this machine (CPU, GPU), the date and COMMIT (the caller's git commit:
-# a copied tree may have no .git), as `make bench` stamps its own.
-step stamp "$PY" -c '
+STAMP='
 import datetime as dt, json, pathlib, sys
 sys.path.insert(0, "benchmarks")
 from _common import machine
@@ -78,8 +44,53 @@ info = {"machine": machine(), "commit": sys.argv[2],
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     data = json.loads(path.read_text())
-    if isinstance(data, list):
+    if isinstance(data, list) and not all("commit" in r for r in data):
         path.write_text(json.dumps([{**r, **info} for r in data], indent=2) + "\n")
 print(info)
-' "$OUT" "${COMMIT:-unknown}"
+'
+# step NAME LIMIT COMMAND...: run under a time limit (seconds), log, go on after a failure,
+# and stamp the JSON files written so far: a device run cut off at its limit still brings
+# back every finished step's records whole and stamped.
+step() {
+    local name=$1 limit=$2 start=$SECONDS
+    shift 2
+    echo "== $name: $*" | tee -a "$LOG"
+    if timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1; then
+        echo "== $name: ok ($((SECONDS - start)) s)" | tee -a "$LOG"
+    else
+        echo "== $name: FAILED ($((SECONDS - start)) s)" | tee -a "$LOG"
+        failed=1
+    fi
+    "$PY" -c "$STAMP" "$OUT" "${COMMIT:-unknown}" >>"$LOG" 2>&1
+}
+
+step environment 60 sh -c "nvidia-smi || true; $PY -c 'import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'"
+if [ "$DEVICE" = cuda ]; then
+    epoch=(--gpu-epoch --data-dir "$DATA/cifar10")
+else
+    epoch=(--synthetic 64)
+fi
+step fast_path_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
+    --cache-dir "$CACHE" --out "$OUT/bench_fit_epoch.json"
+step knn 120 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
+    --out "$OUT/bench_knn.json"
+step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+    tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
+    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py
+step augment 180 "$PY" benchmarks/bench_augment.py $Q --sizes 32 128 --methods simclr byol \
+    --repeats 3 \
+    --out "$OUT/bench_augment.json"
+if [ -n "${QUICK:-}" ]; then
+    compare=(--train-subset 4 --eval-subset 4 --width 4 --batch-size 16 --epochs 1 --seeds 0)
+else
+    # 3 seeds x 2 epochs of the full CIFAR-10 per path: about 2-3 minutes on one H100.
+    compare=(--epochs 2 --seeds 0 1 2 --num-workers 12)
+fi
+step compare_fast_path 300 "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
+    --data-dir "$DATA/cifar10" --cache-dir "$CACHE" "${compare[@]}" --out "$OUT/fast_path.json"
+step fit_vs_plain 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
+    --synthetic 8192 --out "$OUT/bench_fit_sides.json"
+# Last, as it may not fit a device run's time: the same epoch with torch.compile.
+step compiled_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
+    --compile --tag _compiled --cache-dir "$CACHE" --out "$OUT/bench_fit_epoch_compiled.json"
 exit $failed
