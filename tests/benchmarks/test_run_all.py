@@ -71,3 +71,39 @@ def test_make_bench_quick_writes_a_valid_bench_json(tmp_path):
     assert png.startswith(b"\x89PNG")
     # Quick mode leaves the committed report alone.
     assert (committed.read_bytes() if committed.exists() else None) == before
+
+
+def _record(name, value, machine, ratio=None, **extra):
+    return {"name": name, "value": value, "unit": "s", "baseline": None, "baseline_value": None,
+            "ratio": ratio, "machine": machine, "date": "2026-12-05T00:00:00Z",
+            "commit": "abc1234", **extra}  # fmt: skip
+
+
+def test_records_from_a_gpu_machine_merge_by_name_and_name_their_machine(tmp_path):
+    cpu, gpu = "2 cores, no GPU", "16 cores, GPU NVIDIA H100 80GB HBM3"
+    older = [_record("fit/cpu/fit_vs_plain", 100.0, cpu, 0.98),
+             _record("epoch/cuda/simclr", 12.0, cpu)]  # fmt: skip
+    newer = [_record("epoch/cuda/simclr", 4.9, gpu),
+             _record("knn/cuda/ours_vs_torch_matmul_topk", 0.02, gpu, 1.17)]  # fmt: skip
+    files = []
+    for i, records in enumerate((older, newer)):
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(json.dumps(records))
+    out = tmp_path / "out"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    run_all.main(["--records", *map(str, files), "--out-dir", str(out),
+                  "--markdown", str(tmp_path / "B.md"), "--figure", str(tmp_path / "f.png")])  # fmt: skip
+    merged = json.loads((out / "bench.json").read_text())
+    # The later file's epoch replaced the older one, in its place; nothing else was lost.
+    assert [r["name"] for r in merged] == [
+        "fit/cpu/fit_vs_plain", "epoch/cuda/simclr", "knn/cuda/ours_vs_torch_matmul_topk"]  # fmt: skip
+    assert merged[1]["value"] == 4.9 and merged[1]["machine"] == gpu
+    report = (tmp_path / "B.md").read_text()
+    header, _, gpu_part = report.partition("## Fast-path epoch, GPU")
+    assert f"Machine: {cpu}." in header and gpu not in header
+    assert f"Machine: {gpu}. Commit: abc1234." in gpu_part
+    assert "value <= 10 s: met" in gpu_part and "value <= 2 s: met" in gpu_part
