@@ -24,6 +24,7 @@ __all__ = [
     "train_step_logged",
     "optimizer_step_completes",
     "train_step_due",
+    "confirm_finite_step",
     "StepBuffer",
 ]
 
@@ -53,6 +54,15 @@ def optimizer_step_completes(trainer) -> bool:
     micro-batches, or the last batch of the epoch, ends a window.
     """
     return not should_accumulate(trainer)
+
+
+def confirm_finite_step(pl_module) -> None:
+    """Before a monitor gathers a step's outputs: the module's NaN guard raises now if that
+    step was not finite (``SSLMethod.raise_if_diverged``: on a GPU the guard reads its checks
+    a step late; here the monitor syncs anyway). A no-op for modules without a guard."""
+    check = getattr(pl_module, "raise_if_diverged", None)
+    if check is not None:
+        check()
 
 
 def train_step_due(trainer, every_n_steps: int) -> bool:

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from callbacks._gather import all_gather_cat
 from callbacks._logging import (
     StepBuffer,
+    confirm_finite_step,
     log_scalars,
     log_step,
     optimizer_step_completes,
@@ -85,6 +86,7 @@ class EffectiveLRMonitor(Callback):
         buffered = self._norms.pop()  # every micro-batch of this optimizer step
         if not buffered:
             return
+        confirm_finite_step(pl_module)  # before the outputs are read
         norms = all_gather_cat(pl_module, buffered)["n"]
         if not trainer.is_global_zero:
             return

@@ -22,6 +22,7 @@ import torch
 from callbacks._gather import all_gather_cat
 from callbacks._logging import (
     StepBuffer,
+    confirm_finite_step,
     log_scalars,
     log_step,
     optimizer_step_completes,
@@ -111,6 +112,7 @@ class HealthMonitor(EvalMonitor):
         pairs = self._pairs.pop()
         if not pairs:
             return
+        confirm_finite_step(pl_module)  # before the outputs are read
         pairs = all_gather_cat(pl_module, pairs)
         if not trainer.is_global_zero:
             return

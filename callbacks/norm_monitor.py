@@ -18,6 +18,7 @@ import torch
 from callbacks._gather import all_gather_cat
 from callbacks._logging import (
     StepBuffer,
+    confirm_finite_step,
     log_histogram,
     log_scalars,
     log_step,
@@ -86,6 +87,7 @@ class EmbeddingNormMonitor(EvalMonitor):
         norms = self._train.pop()  # every micro-batch of this optimizer step
         if not norms:
             return
+        confirm_finite_step(pl_module)  # before the outputs are read
         norms = all_gather_cat(pl_module, norms)
         if not trainer.is_global_zero:
             return

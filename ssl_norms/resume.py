@@ -32,7 +32,9 @@ __all__ = [
 
 # Hyperparameters that the module reads at every step (not fixed in the weights, the
 # optimizer or the schedule state), so a resumed run applies a new value.
-APPLIED_ON_RESUME = frozenset({"check_finite", "gradscale_power", "temperature", "base_tau"})
+APPLIED_ON_RESUME = frozenset(
+    {"check_finite", "check_finite_timing", "gradscale_power", "temperature", "base_tau"}
+)
 _NOT_HPARAMS = frozenset({"_class_path", "_instantiator"})
 # Shown for both models in a mismatch message, whether they differ or not.
 _SUMMARY_KEYS = ("backbone", "backbone_width", "backbone_in_dim")

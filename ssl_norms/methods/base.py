@@ -23,6 +23,7 @@ from torch import nn
 
 from ssl_norms import metric_names as M
 from ssl_norms.init import cut_init
+from ssl_norms.methods.finite_guard import FiniteGuard, Timing
 from ssl_norms.models.backbones import build_backbone, feature_dim
 from ssl_norms.models.memory_format import channels_last_hazard
 from ssl_norms.models.sync_batchnorm import convert_sync_batchnorm
@@ -123,8 +124,14 @@ class SSLMethod(LightningModule):
             the network is divided by c once, at construction. 1 disables it.
         gradscale_power: GradScale power p (paper Sec. 6; docs/definitions.md); 0 disables it.
         check_finite: stop with a clear error when the loss or the gradients stop being
-            finite, or the embedding norms overflow, before the optimizer step (so no
-            checkpoint holds NaN weights).
+            finite, or the embedding norms overflow; no checkpoint is saved after that step,
+            so none holds NaN weights (``ssl_norms.methods.finite_guard``).
+        check_finite_timing: when the guard reads its checks, each a device sync.
+            ``"before_step"``: before each optimizer step (the bad update never happens).
+            ``"next_step"``: one step later, and before any save or read of the step's
+            results, so that the host never waits for the GPU (the bad update is applied
+            in memory, never saved). ``"auto"``: ``before_step`` on a CPU, where a sync
+            costs nothing, ``next_step`` on a GPU.
         sync_batchnorm: with more than one process, every BatchNorm normalises with the
             statistics of the global batch, so W processes train the single-process model
             (docs/distributed.md). False lets each process normalise its own shard: faster
@@ -162,6 +169,7 @@ class SSLMethod(LightningModule):
         cut_constant: float = 1.0,
         gradscale_power: float = 0.0,
         check_finite: bool = True,
+        check_finite_timing: Literal["auto", "before_step", "next_step"] = "auto",
         sync_batchnorm: bool = True,
         channels_last: bool = True,
         compile_backbone: bool = False,
@@ -185,6 +193,11 @@ class SSLMethod(LightningModule):
         if schedule_epochs is not None and schedule_epochs < 1:
             raise ValueError(
                 f"schedule_epochs must be >= 1 (or None for the trainer's max_epochs), got {schedule_epochs}"
+            )
+        if check_finite_timing not in ("auto", "before_step", "next_step"):
+            raise ValueError(
+                f"check_finite_timing must be 'auto', 'before_step' or 'next_step', got "
+                f"{check_finite_timing!r}"
             )
         if not math.isfinite(gradscale_power):
             raise ValueError(f"gradscale_power must be finite, got {gradscale_power}")
@@ -232,6 +245,7 @@ class SSLMethod(LightningModule):
         self.cut_constant = float(cut_constant)
         self.gradscale_power = float(gradscale_power)
         self._cut_done = False
+        self._finite_guard: FiniteGuard | None = None  # one per fit (on_train_start)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SSLMethod:  # type: ignore[override]
@@ -332,6 +346,8 @@ class SSLMethod(LightningModule):
             state["lr_lambdas"] = [None] * len(saved)  # None: LambdaLR keeps the new one
 
     def on_train_start(self) -> None:
+        # A fresh guard per fit, timed for the device the fit runs on.
+        self._finite_guard = FiniteGuard(self._finite_check_timing())
         # A resume on a changed schedule (warned in configure_optimizers): the restored
         # optimizer still holds the old schedule's last lr for the first step; set it.
         if getattr(self, "_schedule_changed", False):
@@ -366,6 +382,9 @@ class SSLMethod(LightningModule):
         if len(views) != 2:
             raise ValueError(f"{type(self).__name__} expects 2 views per sample, got {len(views)}")
         out = self.compute_loss(self._memory_format(views[0]), self._memory_format(views[1]))
+        # The previous step's checks ("next_step" timing): done long ago on the GPU, which is
+        # now busy with this step's forward, so reading them costs no wait.
+        self.raise_if_diverged()
         self._check_finite_loss(out.loss, batch_idx, out.z, out.h)
         # "train/loss" is the contract's name (docs/contract.md): per step, without the
         # _step suffix Lightning adds when one key is logged both per step and per epoch.
@@ -429,6 +448,17 @@ class SSLMethod(LightningModule):
             pass
         return float(self.hparams.lr)
 
+    def _finite_check_timing(self) -> Timing:
+        timing = self.hparams.get("check_finite_timing", "auto")
+        if timing == "auto":  # a sync costs nothing on a CPU; on a GPU it stalls the queue
+            return "before_step" if self.device.type == "cpu" else "next_step"
+        return timing
+
+    def _guard(self) -> FiniteGuard:
+        if self._finite_guard is None:  # outside a fit (a direct call)
+            self._finite_guard = FiniteGuard(self._finite_check_timing())
+        return self._finite_guard
+
     def _check_finite_loss(
         self,
         loss: torch.Tensor,
@@ -436,47 +466,12 @@ class SSLMethod(LightningModule):
         z: torch.Tensor | None = None,
         h: torch.Tensor | None = None,
     ) -> None:
-        """Stop on a non-finite loss, or on embeddings whose norms overflow float32.
-
-        A normalised loss (InfoNCE, cosine) stays finite while ||z|| runs off to inf, and the
-        norm monitors would then fail on it: so the batch's total norms ||Z||_F and ||H||_F
-        (in float32 at least; inf as soon as any row's squared norm overflows) are checked together
-        with the loss, in one fused check and the one device sync this guard already makes.
-        """
+        """Stop on a non-finite loss, or on embeddings whose norms overflow float32 (the
+        norm monitors would fail on them while a normalised loss stays finite)."""
         if not self.hparams.check_finite:
             return
-        checks = [loss.detach().float().reshape(1)]
-        for emb in (z, h):
-            if emb is not None:
-                dtype = torch.promote_types(emb.dtype, torch.float32)  # half precision: float32
-                norm = torch.linalg.vector_norm(emb.detach(), dtype=dtype)
-                checks.append(norm.to(checks[0].dtype).reshape(1))
-        finite = bool(torch.isfinite(torch.cat(checks)).all())
-        trainer = self._trainer
-        if trainer is not None and trainer.world_size > 1:
-            # Every process stops together: one raising alone would leave the others
-            # waiting in the next collective.
-            finite = bool(trainer.strategy.reduce_boolean_decision(finite, all=True))
-        if finite:
-            return
         where = f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        stop = "Stopped before the optimizer step, so saved checkpoints hold finite weights."
-        loss_value = loss.detach().item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"{type(self).__name__}: the loss is {loss_value} on this process (not finite on "
-                f"at least one) {where}. Likely cause: {self._likely_cause()}. {stop}"
-            )
-        norms = ", ".join(
-            f"max ||{name}|| = {emb.detach().double().norm(dim=1).max().item():.3g}"
-            for name, emb in (("z", z), ("h", h))
-            if emb is not None
-        )
-        raise FloatingPointError(
-            f"{type(self).__name__}: the embedding norms diverged ({norms} on this process; "
-            f"their squares overflow float32 on at least one) {where}, while the normalised loss "
-            f"is still {loss_value:.4g}. Likely cause: {self._likely_cause()}. {stop}"
-        )
+        self._guard().after_forward(loss, z, h, where, type(self).__name__, self._likely_cause)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.hparams.check_finite or str(self.trainer.precision) in _AMP_FP16:
@@ -487,13 +482,31 @@ class SSLMethod(LightningModule):
             for p in group["params"]
             if p.grad is not None
         ]
-        # One fused norm per parameter and a single device sync for the whole check.
-        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
-            raise FloatingPointError(
-                f"{type(self).__name__}: non-finite gradients at global step {self.global_step} "
-                f"(epoch {self.current_epoch}). Likely cause: {self._likely_cause()}. "
-                "Stopped before the optimizer step, so saved checkpoints hold finite weights."
-            )
+        where = f"at global step {self.global_step} (epoch {self.current_epoch})"
+        self._guard().before_optimizer_step(grads, where, type(self).__name__, self._likely_cause)
+
+    def raise_if_diverged(self) -> None:
+        """Raise the NaN guard's ``FloatingPointError`` now if a finished step was not finite.
+
+        With ``check_finite_timing="next_step"`` (the default on a GPU) the guard reads a
+        step's checks one step late, so that the host never waits for the GPU: a callback
+        that reads a step's outputs or the weights calls this first. It syncs the device
+        when a check is unread: call it where you sync anyway.
+        """
+        if self._finite_guard is not None:
+            self._finite_guard.raise_if_diverged(type(self).__name__, self._likely_cause)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.raise_if_diverged()  # before the file is written: no checkpoint after a divergence
+
+    def on_validation_start(self) -> None:
+        self.raise_if_diverged()
+
+    def on_train_epoch_end(self) -> None:
+        self.raise_if_diverged()
+
+    def on_train_end(self) -> None:
+        self.raise_if_diverged()  # a fit never ends as finished after a non-finite last step
 
     # ------------------------------------------------------------------ optimizer
     def _groups(

@@ -50,11 +50,18 @@ def test_half_precision_embeddings_are_measured_in_float32() -> None:
     model._check_finite_loss(torch.tensor(5.0, dtype=torch.float16), 0, z, z)
 
 
-def test_lr_1e6_on_the_demo_stops_with_the_guard_message(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("timing", ["auto", "next_step"])
+def test_lr_1e6_on_the_demo_stops_with_the_guard_message(
+    tmp_path: Path, capsys, timing: str
+) -> None:
     """The loss stayed finite, the norms overflowed, and the run died in the norm histogram
-    with a traceback, leaving a diverged checkpoint."""
+    with a traceback, leaving a diverged checkpoint. "next_step" is the GPU's timing."""
     runs = tmp_path / "runs"
-    assert main(["fit", *SMALL_DEMO, "--model.init_args.lr", "1e6", "--runs_root", str(runs)]) == 1
+    timed = ["--model.init_args.check_finite_timing", timing]
+    assert (
+        main(["fit", *SMALL_DEMO, *timed, "--model.init_args.lr", "1e6", "--runs_root", str(runs)])
+        == 1
+    )
     err = capsys.readouterr().err
     assert (
         "SimCLR: the embedding norms diverged" in err and "Likely cause: the learning rate" in err
