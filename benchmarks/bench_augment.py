@@ -8,6 +8,9 @@ same recipe (``datamodules.transforms`` presets), each from a DataLoader as in t
 - batched: ``augment_on="device"``: the uint8 loader (``RawImageDataset``, no workers) and
   ``BatchAugment`` on the CPU with ``--threads`` intra-op threads (default 2), and on CUDA
   when present (the images moved to the GPU first, as Lightning does; timed to a sync);
+- batched with the images held on the device (CUDA; a CPU in ``--quick`` only): the fast
+  path's ``data_on_device``, images gathered there by index, no loader in the timed loop:
+  the augmentation's own throughput, to set against the training step's;
 - batched in the workers: ``augment_on="loader_batched"``: ``BatchAugment`` in ``--workers``
   loader processes, a whole batch per fetch (one thread each; the per-image uint8 crop,
   ``uint8_crop=True``, as the DataModule sets it there).
@@ -159,7 +162,44 @@ def bench(args) -> list[dict]:
                         "ratio": round(rate / base_rate, 3),
                     }
                 )
+                if device == "cuda" or args.quick:
+                    rate = _resident_rate(args, images, aug, device, sync)
+                    print(f"{label} batched ({where}, images held there): {rate:,.0f} images/s",
+                          file=sys.stderr)  # fmt: skip
+                    records.append(
+                        {
+                            "name": f"augment/two_view/batched_{device}_resident/{label}",
+                            "value": round(rate, 1),
+                            "unit": "images/s",
+                            "baseline": baseline,
+                            "baseline_value": round(base_rate, 1),
+                            "ratio": round(rate / base_rate, 3),
+                            "conditions": (
+                                "the augmentation's own throughput: the uint8 images held on "
+                                "the device and gathered by index there (data_on_device), no "
+                                "loader in the timed loop"
+                            ),
+                        }
+                    )
     return records
+
+
+def _resident_rate(args, images, aug, device: str, sync) -> float:
+    """Two-view images/s of ``aug`` alone, as the fast path runs it (``data_on_device``):
+    the uint8 set on ``device``, each batch gathered there by a shuffled index batch."""
+    import torch
+
+    held = images.to(device)
+    order = torch.randperm(len(held), generator=torch.Generator().manual_seed(1)).to(device)
+    batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+    batches = [b for b in batches if len(b) == args.batch_size]
+    position = iter(range(10**9))
+
+    def step():
+        idx = batches[next(position) % len(batches)]
+        return aug(held[idx], idx, 0)
+
+    return _timed(step, args.batches, args.warmup, args.repeats, args.batch_size, sync)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -21,7 +21,11 @@ Each run trains ``--warmup`` untimed steps then ``--steps`` timed steps (from th
 step ``warmup - 1`` to the end of the last step: the window includes loading, the hooks and
 the monitors of every timed step); the sides run in turn, ``--repeats`` rounds (A B C A B C
 ...), and the value is the median over rounds of images/s (input images, i.e. pairs of
-views, per second). Ratios are medians of the per-round ratios.
+views, per second). Ratios are medians of the per-round ratios. On a GPU the clock is read
+(after a sync) at the window's two ends only, as nothing waits for the GPU after each step
+in a real run; ``--interleave step`` (one step of each side in turn) must sync after every
+step, which also stalls the host work that would otherwise overlap the GPU's.
+``--no-check-finite`` runs the fit side without the NaN guard (its cost).
 
 ``--scaling-batches`` adds the step time of our module (``compute_loss`` + backward + step
 on synthetic views, no loader) at several batch sizes: ``scaling/step_ms/batch_<B>``.
@@ -36,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
+import math
 import os
 import statistics
 import sys
@@ -128,6 +134,7 @@ def make_model(args):
         temperature=TEMPERATURE,
         channels_last=args.channels_last,
         compile_backbone=args.compile,
+        check_finite=getattr(args, "check_finite", True),
         **PROJECTOR,
     )
 
@@ -159,11 +166,11 @@ class _Window:
     def begin(self) -> None:
         self.start, self.cpu_start = time.perf_counter(), cpu_seconds()
 
-    def end(self) -> float:
-        now = time.perf_counter()
-        self.ends.append(now)
-        self.cpu.append(cpu_seconds())
-        return now
+    def end(self, read: bool = True) -> None:
+        """The end of a step; ``read=False``: a step whose clocks ``rate`` never reads (the
+        CPU clock scans /proc: milliseconds a GPU run should not pay every step)."""
+        self.ends.append(time.perf_counter() if read else math.nan)
+        self.cpu.append(cpu_seconds() if read else math.nan)
 
     def rate(self, warmup: int, steps: int, batch: int) -> tuple[float, float]:
         t0 = self.ends[warmup - 1] if warmup > 0 else self.start
@@ -208,10 +215,15 @@ def run_fit(args, device: str, others: dict | None = None):
             self.resume, self.cpu_resume = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            sync()
             if others is None:
-                window.end()
+                # Whole runs: a sync only where the rate reads the clock (the window's two
+                # ends), as in a real run, where nothing waits for the GPU after each step.
+                read = len(window.ends) in _clock_reads(args)
+                if read:
+                    sync()
+                window.end(read)
                 return
+            sync()
             # Step by step: wall and this process's CPU seconds of each side's step.
             durations["fit"].append(
                 (time.perf_counter() - self.resume, time.process_time() - self.cpu_resume)
@@ -279,21 +291,27 @@ def _one_step(args, device, dm, step):
     dm.setup("fit")
     it = _cycle(dm.train_dataloader())
 
-    def one():
+    def one(sync: bool = True):
         step(_views(dm, next(it), device))
-        if device == "cuda":
+        if sync and device == "cuda":
             torch.cuda.synchronize()
 
     return one
+
+
+def _clock_reads(args) -> tuple[int, int]:
+    """The steps (0-based) after which ``_Window.rate`` reads the clock."""
+    return (args.warmup - 1, args.warmup + args.steps - 1)
 
 
 def _loop_rate(args, device, dm, step) -> float:
     one = _one_step(args, device, dm, step)
     window = _Window()
     window.begin()
-    for _ in range(args.warmup + args.steps):
-        one()
-        window.end()
+    for i in range(args.warmup + args.steps):
+        read = i in _clock_reads(args)
+        one(sync=read)
+        window.end(read)
     return window.rate(args.warmup, args.steps, args.batch_size)
 
 
@@ -481,8 +499,10 @@ def compare(args, device: str) -> list[dict]:
         f"augment_on={args.augment_on}{', data on device' if args.data_on_device else ''}, "
         f"{args.precision}{', channels_last' if args.channels_last else ''}"
         f"{', compiled' if args.compile else ''}, {args.num_workers} loader workers, "
-        f"monitors every {args.monitor_every} steps, {args.steps} timed steps x "
-        f"{args.repeats} rounds, interleaved by {args.interleave}"
+        f"monitors every {args.monitor_every} steps"
+        f"{'' if args.check_finite else ', fit without the NaN guard'}, {args.steps} timed "
+        f"steps x {args.repeats} rounds, interleaved by {args.interleave}"
+        + (" (a sync after every step)" if args.interleave == "step" and device == "cuda" else "")
     )
     records = []
     for side in sides[1:]:
@@ -599,24 +619,63 @@ def _warm_state(width, batch, device, channels_last):
     return state
 
 
-def gpu_epoch(args) -> list[dict]:
+class _StepClock:
+    """Marks on the device's own clock: CUDA events (recorded in the stream, so the host never
+    waits for them) or, on a CPU, the wall clock."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.cuda = device == "cuda"
+        self.torch = torch
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            self.marks.append(self.torch.cuda.Event(enable_timing=True))
+            self.marks[-1].record()
+        else:
+            self.marks.append(time.perf_counter())
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def intervals_ms(self) -> list[float]:
+        """Milliseconds between consecutive marks (after a sync)."""
+        self.sync()
+        if self.cuda:
+            return [a.elapsed_time(b) for a, b in itertools.pairwise(self.marks)]
+        return [1e3 * (b - a) for a, b in itertools.pairwise(self.marks)]
+
+
+def gpu_epoch(args, device: str = "cuda") -> list[dict]:
     """Seconds of one SimCLR epoch on CIFAR-10 (50,000 images) with the fast path: the
-    second of two epochs (the first pays compilation, cuDNN autotuning, the data copy)."""
+    second of two epochs (the first pays compilation, cuDNN autotuning, the data copy), and
+    its steps' times on the device's clock (first, median, max)."""
     import lightning.pytorch as pl
-    import torch
 
     from datamodules import CIFAR10DataModule
 
     times: list[float] = []
+    steps_ms: list[list[float]] = []
 
     class EpochTimer(pl.Callback):
+        # A mark at every batch start times the steps without making the host wait: the
+        # epoch runs as it would without the timer.
         def on_train_epoch_start(self, trainer, pl_module):
-            torch.cuda.synchronize()
+            self.clock = _StepClock(device)
+            self.clock.sync()
             self.t0 = time.perf_counter()
 
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.clock.mark()
+
         def on_train_epoch_end(self, trainer, pl_module):
-            torch.cuda.synchronize()
+            self.clock.mark()
+            self.clock.sync()
             times.append(time.perf_counter() - self.t0)
+            steps_ms.append(self.clock.intervals_ms())
 
     pl.seed_everything(0, verbose=False)
     model = make_model(args)
@@ -627,22 +686,32 @@ def gpu_epoch(args) -> list[dict]:
     else:
         dm = CIFAR10DataModule(args.data_dir, download=False, cache_dir=args.cache_dir, **options)
     trainer = pl.Trainer(
-        accelerator="gpu", devices=1, precision=args.precision, max_epochs=2,
-        limit_val_batches=0, logger=False, callbacks=[EpochTimer()],
+        accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=args.precision,
+        max_epochs=2, limit_val_batches=0, logger=False, callbacks=[EpochTimer()],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(model, datamodule=dm)
     n = trainer.num_training_batches * args.batch_size
+    steps = sorted(steps_ms[-1])
+    print(f"epoch {times[-1]:.3f} s; steps (ms, device clock): first {steps_ms[-1][0]:.1f}, "
+          f"median {statistics.median(steps):.1f}, max {steps[-1]:.1f}, "
+          f"sum {sum(steps) / 1e3:.3f} s", file=sys.stderr)  # fmt: skip
+    where = gpu_name() if device == "cuda" else "the CPU"
     return [
         record(
-            f"epoch/cuda/simclr_resnet18_w{args.width}_batch{args.batch_size}{args.tag}",
+            f"epoch/{device}/simclr_resnet18_w{args.width}_batch{args.batch_size}{args.tag}",
             times[-1],
             "s",
             conditions=(
-                f"one epoch ({n} images) of Trainer.fit, {gpu_name()}, {args.precision}, "
-                f"channels_last={args.channels_last}, compile={args.compile}, data on the "
-                "GPU, batched augmentation, no k-NN; the second of two epochs"
+                f"one epoch ({n} images) of Trainer.fit, {where}, {args.precision}, "
+                f"channels_last={args.channels_last}, compile={args.compile}, "
+                f"NaN guard {'on' if args.check_finite else 'off'}, data on the device, "
+                "batched augmentation, no k-NN; the second of two epochs"
             ),
+            # Batch start to batch start on the device's clock (the last: to the epoch's end).
+            step_ms_first=round(steps_ms[-1][0], 2),
+            step_ms_median=round(statistics.median(steps), 2),
+            step_ms_max=round(steps[-1], 2),
         )
     ]
 
@@ -673,8 +742,9 @@ def bench(args) -> list[dict]:
             records += scaling(run_args, device)
         if args.peak_memory:
             records += peak_memory(run_args, device)
-        if device == "cuda" and args.gpu_epoch:
-            records += gpu_epoch(run_args)
+        # On a CPU only in quick mode (a tiny synthetic epoch: proves the path runs).
+        if args.gpu_epoch and (device == "cuda" or args.quick):
+            records += gpu_epoch(run_args, device)
     return records
 
 
@@ -698,6 +768,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="32-true")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    p.add_argument("--no-check-finite", dest="check_finite", action="store_false",
+                   help="the fit side without the NaN guard (its cost; name it with --tag)")  # fmt: skip
     p.add_argument("--sides", nargs="*", default=["fit", "plain", "lightly"],
                    help="fit, plain, lightly; SIDE:loader or SIDE:device overrides "
                    "--augment-on for that side (lightly always uses the per-image loader)")  # fmt: skip
@@ -716,7 +788,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-batch-size", type=int, default=512)
     p.add_argument("--gpu-width", type=int, default=64)
     p.add_argument("--gpu-epoch", action="store_true",
-                   help="CUDA: time one CIFAR-10 epoch of the fast path")  # fmt: skip
+                   help="time one CIFAR-10 epoch of the fast path (CUDA; on a CPU only "
+                   "with --quick, a tiny synthetic one)")  # fmt: skip
     p.add_argument(
         "--tag", default="", help="appended to the fit side's and the epoch's record names"
     )

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks in one run (about 5-8 minutes on one H100/H200): the fast-path epoch
-# (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s), the k-NN pass
-# (50,000 x 10,000, dim 512; goal <= 2 s), the CUDA tests, the batched augmentation on the
-# GPU against the per-image loader, the fast path's loss and k-NN against the default path
-# (benchmarks/compare_fast_path.py) and our fit against a plain loop on the GPU.
+# The GPU checks in one run (about 7-9 minutes on one H100/H200): the fast-path epoch
+# (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s) with and without the
+# NaN guard, the k-NN pass (50,000 x 10,000, dim 512; goal <= 2 s), the CUDA tests, the
+# batched augmentation on the GPU (from a loader, and with the images held there) against
+# the per-image loader, the fast path's loss and k-NN against the default path
+# (benchmarks/compare_fast_path.py), our fit against a plain loop on the GPU (with and
+# without the NaN guard) and the epoch with torch.compile.
 #
 #   OUT=results/gpu DATA=../shared/data COMMIT=$(git rev-parse --short HEAD) \
 #       bash benchmarks/gpu_checks.sh
@@ -11,9 +13,12 @@
 # Runs from the repository root without installing the package (PYTHONPATH=.), with the
 # python3 that holds torch and lightning (PY=...); faiss, wandb and jsonargparse are not
 # needed (without faiss-gpu the k-NN rows are the torch backend's). DATA must hold
-# cifar10/ (train.parquet, test.parquet, 54 MB). Writes $OUT/log.txt and one JSON per
-# benchmark (7 files), then merge the records into results/bench.json and re-render
-# BENCHMARKS.md (benchmarks/run_all.py --records FILE ... --note-file benchmarks/analysis.md).
+# cifar10/ (train.parquet, test.parquet, 54 MB). Writes 3 files: $OUT/log.txt,
+# $OUT/fast_path.json and $OUT/records.json, the GPU's records of every finished step
+# (rows of the machine's CPU stay in the log), stamped with the machine, the date and
+# COMMIT. Then merge them into results/bench.json and re-render BENCHMARKS.md:
+# `.venv/bin/python benchmarks/run_all.py --records results/bench.json $OUT/records.json
+# --note-file benchmarks/analysis.md` (a record of the same name replaces the older one).
 # On a machine that sees only the repository (a lent GPU machine): copy the data into an
 # ignored folder first (mkdir -p .gpu_data && cp -r ../shared/data/cifar10 .gpu_data/ &&
 # echo /.gpu_data/ >> .git/info/exclude), send it along, and run with DATA=.gpu_data.
@@ -37,20 +42,30 @@ fi
 : >"$LOG"
 failed=0
 STAMP='
-import datetime as dt, json, pathlib, sys
+import datetime as dt, json, os, pathlib, sys
 sys.path.insert(0, "benchmarks")
 from _common import machine
-info = {"machine": machine(), "commit": sys.argv[2],
+out, commit, device = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+info = {"machine": machine(), "commit": commit,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+merged = out / "records.json"
+records = json.loads(merged.read_text()) if merged.exists() else []
+for path in sorted(out.glob("*.json")):
     data = json.loads(path.read_text())
-    if isinstance(data, list) and not all("commit" in r for r in data):
-        path.write_text(json.dumps([{**r, **info} for r in data], indent=2) + "\n")
-print(info)
+    if path == merged or not isinstance(data, list):
+        continue
+    ours = [{**r, **info} for r in data
+            if any(f"{a}{device}{b}" in r["name"] for a in "/_" for b in "/_")]
+    records = list({r["name"]: r for r in records + ours}.values())
+    path.unlink()
+tmp = out / "records.json.tmp"
+tmp.write_text(json.dumps(records, indent=2) + "\n")
+os.replace(tmp, merged)  # whole, even when the run is cut off right here
+print(f"{len(records)} records in {merged}")
 '
 # step NAME LIMIT COMMAND...: run under a time limit (seconds), log, go on after a failure,
-# and stamp the JSON files written so far: a device run cut off at its limit still brings
-# back every finished step's records whole and stamped.
+# and move the step's records into records.json, stamped: a device run cut off at its limit
+# still brings back every finished step's records whole.
 step() {
     local name=$1 limit=$2 start=$SECONDS
     shift 2
@@ -61,17 +76,20 @@ step() {
         echo "== $name: FAILED ($((SECONDS - start)) s)" | tee -a "$LOG"
         failed=1
     fi
-    "$PY" -c "$STAMP" "$OUT" "${COMMIT:-unknown}" >>"$LOG" 2>&1
+    "$PY" -c "$STAMP" "$OUT" "${COMMIT:-unknown}" "$DEVICE" >>"$LOG" 2>&1
 }
 
 step environment 60 sh -c "nvidia-smi || true; $PY -c 'import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'"
 if [ "$DEVICE" = cuda ]; then
     epoch=(--gpu-epoch --data-dir "$DATA/cifar10")
 else
-    epoch=(--synthetic 64)
+    epoch=(--gpu-epoch --synthetic 64)
 fi
 step fast_path_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
     --cache-dir "$CACHE" --out "$OUT/bench_fit_epoch.json"
+step epoch_without_guard 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides \
+    "${epoch[@]}" --no-check-finite --tag _no_guard --cache-dir "$CACHE" \
+    --out "$OUT/bench_fit_epoch_no_guard.json"
 step knn 120 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
     --out "$OUT/bench_knn.json"
 step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
@@ -88,9 +106,18 @@ else
 fi
 step compare_fast_path 300 "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
     --data-dir "$DATA/cifar10" --cache-dir "$CACHE" "${compare[@]}" --out "$OUT/fast_path.json"
+# Whole runs in turn, the clock read at the window's ends only (no sync after each step, as
+# in a real run), with and without the NaN guard.
 step fit_vs_plain 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
-    --synthetic 8192 --out "$OUT/bench_fit_sides.json"
-# Last, as it may not fit a device run's time: the same epoch with torch.compile.
+    --interleave run --steps 40 --synthetic 8192 --out "$OUT/bench_fit_sides.json"
+step fit_vs_plain_without_guard 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" \
+    --sides fit plain --interleave run --steps 40 --synthetic 8192 --no-check-finite \
+    --tag _no_guard --out "$OUT/bench_fit_sides_no_guard.json"
+# Last, as it may not fit a device run's time: the same epoch with torch.compile (on a CPU
+# without it: compiling there takes minutes, and the step only proves the plumbing).
+compile=(--compile)
+[ "$DEVICE" = cuda ] || compile=()
 step compiled_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
-    --compile --tag _compiled --cache-dir "$CACHE" --out "$OUT/bench_fit_epoch_compiled.json"
+    "${compile[@]}" --tag _compiled --cache-dir "$CACHE" \
+    --out "$OUT/bench_fit_epoch_compiled.json"
 exit $failed

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ("environment", "fast_path_epoch", "knn", "cuda_tests", "augment", "compare_fast_path",
-         "fit_vs_plain", "compiled_epoch")  # fmt: skip
+STEPS = ("environment", "fast_path_epoch", "epoch_without_guard", "knn", "cuda_tests", "augment",
+         "compare_fast_path", "fit_vs_plain", "fit_vs_plain_without_guard", "compiled_epoch")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -30,14 +30,28 @@ def test_gpu_checks_run_every_step_on_a_cpu(shared_data: Path, tmp_path: Path) -
     assert proc.returncode == 0, log[-3000:]
     for step in STEPS:
         assert f"== {step}: ok" in proc.stdout, (step, log[-3000:])
-    knn = json.loads((tmp_path / "bench_knn.json").read_text())
-    assert knn and all("/cpu/" in r["name"] for r in knn)  # --device: only that device's rows
+    # What comes back from a device run: the log, the comparison and one file of records.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast_path.json", "log.txt",
+                                                           "records.json"]  # fmt: skip
+    records = json.loads((tmp_path / "records.json").read_text())
+    names = [r["name"] for r in records]
+    assert len(names) == len(set(names))
     # Stamped as make bench stamps its records, with the caller's commit.
-    assert all(r["commit"] == "abc1234" and r["machine"] and r["date"].endswith("Z") for r in knn)
-    augment = json.loads((tmp_path / "bench_augment.json").read_text())
-    assert augment and all(r["name"].startswith("augment/two_view/") for r in augment)
-    sides = json.loads((tmp_path / "bench_fit_sides.json").read_text())
-    assert any(r["name"] == "fit/cpu/fit_vs_plain" for r in sides)
+    assert all(r["commit"] == "abc1234" and r["machine"] and r["date"].endswith("Z")
+               for r in records)  # fmt: skip
+    # Only the checked device's rows: the per-image and loader-worker rows measured on the
+    # GPU machine's CPU would replace the goal machine's in results/bench.json.
+    assert not [n for n in names if "batched_loader" in n]
+    for name in ("fit/cpu/fit_vs_plain", "fit/cpu/fit_no_guard_vs_plain",
+                 "epoch/cpu/simclr_resnet18_w2_batch16", "epoch/cpu/simclr_resnet18_w2_batch16_no_guard",
+                 "epoch/cpu/simclr_resnet18_w2_batch16_compiled"):  # fmt: skip
+        assert name in names, (name, names)
+    assert any(n.startswith("knn/cpu/") for n in names)
+    for prefix in ("augment/two_view/batched_cpu/", "augment/two_view/batched_cpu_resident/"):
+        assert any(n.startswith(prefix) for n in names), prefix
+    epoch = records[names.index("epoch/cpu/simclr_resnet18_w2_batch16")]
+    assert 0 < epoch["step_ms_first"] and 0 < epoch["step_ms_median"] <= epoch["step_ms_max"]
+    assert "NaN guard on" in epoch["conditions"]
+    no_guard = records[names.index("epoch/cpu/simclr_resnet18_w2_batch16_no_guard")]
+    assert "NaN guard off" in no_guard["conditions"]
     assert json.loads((tmp_path / "fast_path.json").read_text())
-    # At most 8 files come back from a device run: the script writes 7.
-    assert len(list(tmp_path.iterdir())) <= 8
