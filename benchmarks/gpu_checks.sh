@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks in one run (about 7-9 minutes on one H100/H200): the fast-path epoch
+# The GPU checks in one run (about 8-9 minutes on one H100/H200): the fast-path epoch
 # (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s) with and without the
-# NaN guard, the k-NN pass (50,000 x 10,000, dim 512; goal <= 2 s), the CUDA tests, the
+# NaN guard, the k-NN pass (50,000 x 10,000, dim 512; goal <= 2 s), the step time against
+# the batch size and the k-NN time against the bank size, the CUDA tests, the
 # batched augmentation on the GPU (from a loader, and with the images held there) against
 # the per-image loader, the fast path's loss and k-NN against the default path
 # (benchmarks/compare_fast_path.py), our fit against a plain loop on the GPU (with and
@@ -92,6 +93,19 @@ step epoch_without_guard 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE"
     --out "$OUT/bench_fit_epoch_no_guard.json"
 step knn 120 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
     --out "$OUT/bench_knn.json"
+# How the step time grows with the batch size and the k-NN time with the bank size (the
+# scaling figure of BENCHMARKS.md), and a training step's peak memory.
+if [ -n "${QUICK:-}" ]; then
+    scaling=(--scaling-batches 8 16)
+    banks=(--scaling-banks 64 128)
+else
+    scaling=(--scaling-batches 64 128 256 512 1024)
+    banks=(--scaling-banks 10000 50000 100000 200000)
+fi
+step scaling_step 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides \
+    "${scaling[@]}" --peak-memory --out "$OUT/bench_fit_scaling.json"
+step scaling_knn 150 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-compare \
+    "${banks[@]}" --out "$OUT/bench_knn_scaling.json"
 step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
     tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
     tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ("environment", "fast_path_epoch", "epoch_without_guard", "knn", "cuda_tests", "augment",
-         "compare_fast_path", "fit_vs_plain", "fit_vs_plain_without_guard", "compiled_epoch")  # fmt: skip
+STEPS = ("environment", "fast_path_epoch", "epoch_without_guard", "knn", "scaling_step",
+         "scaling_knn", "cuda_tests", "augment", "compare_fast_path", "fit_vs_plain",
+         "fit_vs_plain_without_guard", "compiled_epoch")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -47,6 +48,12 @@ def test_gpu_checks_run_every_step_on_a_cpu(shared_data: Path, tmp_path: Path) -
                  "epoch/cpu/simclr_resnet18_w2_batch16_compiled"):  # fmt: skip
         assert name in names, (name, names)
     assert any(n.startswith("knn/cpu/") for n in names)
+    for prefix in (
+        "scaling/cpu/step_ms/batch_",
+        "scaling/cpu/knn_s/bank_",
+        "memory/cpu/train_step/",
+    ):
+        assert any(n.startswith(prefix) for n in names), prefix
     for prefix in ("augment/two_view/batched_cpu/", "augment/two_view/batched_cpu_resident/"):
         assert any(n.startswith(prefix) for n in names), prefix
     epoch = records[names.index("epoch/cpu/simclr_resnet18_w2_batch16")]
