@@ -10,11 +10,13 @@ stops at the same point. Reading a check on the host is a device sync. When:
 - ``before_step``: each step's checks are read before its optimizer step, so the bad
   update never happens. On a GPU the host then waits for the GPU twice per step and cannot
   queue the next step's work meanwhile (BENCHMARKS.md measures the cost).
-- ``next_step``: a step's checks are read during the next step's forward pass, when the
-  GPU has long computed them (no wait), and wherever the run would save or read that step's
-  results first: before a checkpoint is written, before validation, before a monitor reads
-  a step's outputs, at the end of each epoch and of training. The bad update is applied in
-  memory, but nothing is saved after it: every later save raises the same error.
+- ``next_step``: each check is copied to the host as soon as the GPU has computed it (a
+  copy queued right behind it, with an event) and read during the next step's forward
+  pass, when that copy is long done: no wait. It is also read wherever the run would save
+  or read that step's results first: before a checkpoint is written, before validation,
+  before a monitor reads a step's outputs, at the end of each epoch and of training. The
+  bad update is applied in memory, but nothing is saved after it: every later save raises
+  the same error.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ class _Check:
     loss: torch.Tensor | None = None  # a forward check keeps what its message reports
     z: torch.Tensor | None = None
     h: torch.Tensor | None = None
+    host: torch.Tensor | None = None  # on a GPU: ``bad`` copied to pinned host memory ...
+    copied: torch.cuda.Event | None = None  # ... once this event has passed
+
+    def send_to_host(self) -> None:
+        """Queue the copy of ``bad`` to the host now, behind the work that computes it.
+        Reading ``bad`` itself later would be a copy queued behind all the work queued by
+        then (the next step's forward): the host would wait for that too."""
+        if self.bad.device.type == "cuda":
+            self.host = torch.empty(self.bad.shape, dtype=self.bad.dtype, pin_memory=True)
+            self.host.copy_(self.bad, non_blocking=True)
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+
+    def counts(self) -> torch.Tensor:
+        """``bad`` on the host (waits for the copy, or syncs when none was queued)."""
+        if self.copied is not None:
+            self.copied.synchronize()
+            return self.host
+        return self.bad.cpu()
 
 
 class FiniteGuard:
@@ -91,6 +112,8 @@ class FiniteGuard:
         self._unread.append(check)
         if self.timing == "before_step":
             self.raise_if_diverged(owner, cause)
+        else:
+            check.send_to_host()
 
     def raise_if_diverged(self, owner: str, cause: Callable[[], str]) -> None:
         """Reads every unread check (a device sync when there is one) and raises
@@ -98,8 +121,9 @@ class FiniteGuard:
         if self.error is None and self._unread:
             unread, self._unread = self._unread, []
             for check in unread:
-                if float(check.bad.sum()) > 0:
-                    message = self._message(check, owner, cause())
+                counts = check.counts()
+                if float(counts.sum()) > 0:
+                    message = self._message(check, counts, owner, cause())
                     if self.timing == "next_step":
                         # The bad update is in the weights: refuse every later save too.
                         self.error = message
@@ -107,7 +131,7 @@ class FiniteGuard:
         if self.error is not None:
             raise FloatingPointError(self.error)
 
-    def _message(self, check: _Check, owner: str, cause: str) -> str:
+    def _message(self, check: _Check, counts: torch.Tensor, owner: str, cause: str) -> str:
         if self.timing == "before_step":
             stop = "Stopped before the optimizer step, so saved checkpoints hold finite weights."
         else:
@@ -119,7 +143,7 @@ class FiniteGuard:
         if check.loss is None:
             return f"{owner}: non-finite gradients {check.where}. Likely cause: {cause}. {stop}"
         loss = check.loss.item()
-        if check.bad[0] > 0:
+        if counts[0] > 0:
             return (
                 f"{owner}: the loss is {loss} on this process (not finite on at least one) "
                 f"{check.where}. Likely cause: {cause}. {stop}"

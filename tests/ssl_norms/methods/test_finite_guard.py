@@ -218,3 +218,37 @@ def test_every_process_stops_at_the_same_step(tmp_path: Path, timing: str) -> No
             f"the loss is nan on this process (not finite on at least one) at global step {step} "
             in m.read_text()
         ), m.read_text()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_steps_never_make_the_host_wait() -> None:
+    """With the GPU's timing, steps 2-5 of a fit (no logging or monitor step among them)
+    make no CUDA call that waits for the GPU (torch's sync debug mode): the host queues the
+    next step meanwhile."""
+    import warnings
+
+    class SyncDebug(Callback):
+        found: list[str] | None = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 2:
+                torch.cuda.synchronize()
+                self.context = warnings.catch_warnings(record=True)
+                self.caught = self.context.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 6:  # step 5's update done
+                torch.cuda.set_sync_debug_mode("default")
+                self.context.__exit__(None, None, None)
+                self.found = [f"{w.filename}:{w.lineno}: {w.message}" for w in self.caught
+                              if "synchroniz" in str(w.message)]  # fmt: skip
+
+    debug = SyncDebug()
+    model = make_method("simclr")  # auto: next_step on the GPU
+    trainer = tiny_trainer(accelerator="gpu", max_steps=8, log_every_n_steps=1000,
+                           deterministic=False, callbacks=[debug])  # fmt: skip
+    trainer.fit(model, datamodule=TinyDataModule(n=80, batch_size=8))
+    assert model._finite_guard.timing == "next_step"
+    assert debug.found == [], "\n".join(debug.found or ["the window did not run"])
