@@ -408,6 +408,27 @@ class SSLDataModule(LightningDataModule):
         next training sampler starts from it."""
         self._sampler_state = state_dict.get("train_sampler")
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Lightning's move, and for a training batch that ``augment_on="device"`` augments,
+        the host's copy of its indices as a fourth element (``on_after_batch_transfer``
+        drops it): the views' parameters are drawn from them on the host, and reading the
+        device's copy there would make the host wait for all the GPU's queued work (the
+        previous training step) at every batch."""
+        moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training and self._batch_augment is not None and self._augments(batch):
+            return (*moved, batch[2])
+        return moved
+
+    def _augments(self, batch) -> bool:
+        """Whether ``batch`` is one that ``on_after_batch_transfer`` makes views of: ``(uint8
+        images, y, idx)``, or ``(idx, y, idx)`` with ``data_on_device``."""
+        if not (isinstance(batch, (list, tuple)) and len(batch) == 3):
+            return False
+        first = batch[0]
+        return (self.data_on_device and _is_index_batch(first)) or _is_uint8_images(first)
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """``augment_on="device"``: the uint8 training batch, now on the model's device,
         becomes ``([view1, view2], y, idx)`` (docs/contract.md); with ``data_on_device`` the
@@ -418,17 +439,18 @@ class SSLDataModule(LightningDataModule):
             # Called once per batch the training loop takes (not for prefetched ones): the
             # sampler's position in the epoch, which checkpoints keep (mid-epoch resume).
             self._train_sampler.take_batch(trainer.num_training_batches)
-        first = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 3 else None
-        if self._batch_augment is None:
+        host_idx = None
+        if isinstance(batch, (list, tuple)) and len(batch) == 4:  # transfer_batch_to_device's
+            *batch, host_idx = batch
+            batch = tuple(batch)
+        if self._batch_augment is None or not self._augments(batch):
             return batch
-        if self.data_on_device and _is_index_batch(first):
-            images = self.device_images(first.device)[first]
-        elif _is_uint8_images(first):
-            images = first
-        else:
-            return batch
-        _, y, idx = batch
-        return self._batch_augment(images, idx, self._train.epoch), y, idx
+        first, y, idx = batch
+        images = self.device_images(first.device)[first] if first.dtype == torch.int64 else first
+        views = self._batch_augment(
+            images, idx if host_idx is None else host_idx, self._train.epoch
+        )
+        return views, y, idx
 
     def bank_dataloader(self) -> DataLoader:
         self._require_setup()

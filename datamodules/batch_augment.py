@@ -101,6 +101,13 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 SOLARIZE_THRESHOLD = 128 / 255
 
 
+def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t`` (a small CPU tensor of per-row parameters) on ``x``'s device, in its dtype,
+    without waiting for that device: a blocking copy to a GPU waits for all its queued work
+    (the previous training step's) first, and the views take dozens of such copies."""
+    return t.to(x.device, x.dtype, non_blocking=True)
+
+
 def draw_uniforms(seed: int, epoch: int, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """``[B, 2, N_UNIFORMS]`` float64 uniforms in [0, 1): row b from ``sample_seed(seed, epoch,
     indices[b])`` alone (view 1 first), so it does not depend on the rest of the batch."""
@@ -240,8 +247,8 @@ def resized_crop(images: torch.Tensor, p: ViewParams, size: int) -> torch.Tensor
     ys = _sample_positions(p.top, p.height, torch.zeros_like(p.flip), size)
     # grid_sample's align_corners=True: -1 and 1 are the centres of the edge pixels. The
     # [R, size] coordinates travel to the device; the [R, size, size, 2] grid is built there.
-    gx = (xs * (2 / max(width - 1, 1)) - 1).to(images.device, images.dtype)
-    gy = (ys * (2 / max(height - 1, 1)) - 1).to(images.device, images.dtype)
+    gx = _like(xs * (2 / max(width - 1, 1)) - 1, images)
+    gy = _like(ys * (2 / max(height - 1, 1)) - 1, images)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
     return torch.nn.functional.grid_sample(
         images, grid, mode="bilinear", padding_mode="border", align_corners=True
@@ -322,10 +329,10 @@ def blend_steps_(x: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> t
     if (step >= 1).any():  # a contrast or saturation row: the grayscale image is needed
         gray = grayscale(x)
         mean = gray.mean(dim=(-2, -1), keepdim=True)
-        mean_w = torch.where(step == 1, 1 - factor, zero).to(x.device, x.dtype).view(shape)
-        gray_w = torch.where(step == 2, 1 - factor, zero).to(x.device, x.dtype).view(shape)
+        mean_w = _like(torch.where(step == 1, 1 - factor, zero), x).view(shape)
+        gray_w = _like(torch.where(step == 2, 1 - factor, zero), x).view(shape)
         other = gray.mul_(gray_w).add_(mean.mul_(mean_w))
-    x.mul_(a.to(x.device, x.dtype).view(shape))
+    x.mul_(_like(a, x).view(shape))
     if other is not None:
         x.add_(other)
     return x.clamp_(0.0, 1.0)
@@ -366,9 +373,9 @@ def adjust_hue_(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     hue6.addcmul_(torch.sub(r, g, out=diff), is_b)
     # Grey pixels (C = 0) have a zero numerator; their hue does not matter (S = 0).
     hue6.div_(chroma.clamp_min(1e-30)).add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)
-    hue6.add_(6.0 * factor.to(x.device, x.dtype).view(-1, 1, 1, 1))
+    hue6.add_(6.0 * _like(factor, x).view(-1, 1, 1, 1))
     # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a frac().
-    n = torch.tensor([11.0, 9.0, 7.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    n = torch.arange(11.0, 6.0, -2.0, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # 11, 9, 7
     torch.add(hue6, n, out=x)  # r, g and b are no longer needed
     x.div_(6.0).frac_().mul_(6.0)
     return x.sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0).mul_(chroma).add_(minc)
@@ -387,7 +394,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
     """
     rows, half = len(x), kernel_size // 2
     t = torch.linspace(-half, half, kernel_size, device=x.device, dtype=x.dtype)
-    weights = torch.exp(-0.5 * (t / sigma.to(x.device, x.dtype)[:, None]) ** 2)
+    weights = torch.exp(-0.5 * (t / _like(sigma, x)[:, None]) ** 2)
     weights = (weights / weights.sum(1, keepdim=True)).view(rows, 1, 1, 1, kernel_size)
     height, width = x.shape[-2:]
     padded = torch.nn.functional.pad(x, (half, half, half, half), mode="reflect")
@@ -417,7 +424,6 @@ def colour_and_filters(x: torch.Tensor, p: ViewParams, size: int) -> torch.Tenso
     operations matter on a CPU: each fresh temporary the size of a batch costs a page
     fault per 4 KiB, more than the arithmetic.
     """
-    device = x.device
     jitter = p.jitter[:, None] & p.active.gather(1, p.order)  # [R, position]
     for position in range(4):
         step = torch.where(jitter[:, position], p.order[:, position], -1)
@@ -427,7 +433,7 @@ def colour_and_filters(x: torch.Tensor, p: ViewParams, size: int) -> torch.Tenso
         hue = step == 3
         x = _on_rows(x, hue, lambda y, f=p.factors[hue, 3]: adjust_hue_(y, f))
     x = _on_rows(x, p.gray, lambda y: y.copy_(grayscale(y).expand_as(y)))
-    sigma = p.sigma[p.blur].to(device=device, dtype=x.dtype)
+    sigma = _like(p.sigma[p.blur], x)
     x = _on_rows(x, p.blur, lambda y: gaussian_blur(y, sigma, blur_kernel_size(size)))
     x = _on_rows(x, p.solarize, solarize_)
     return x
@@ -525,7 +531,8 @@ class BatchAugment(torch.nn.Module):
             )
         height, width = images.shape[-2:]
         first, second = self.params(indices, epoch, height, width)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        mean = self.mean.to(images.device, non_blocking=True)
+        std = self.std.to(images.device, non_blocking=True)
         step = self.chunk_rows(images)
         on_uint8 = self.crops_uint8(images)
         if on_uint8:

@@ -143,3 +143,74 @@ def test_fast_path_trains_on_cuda_in_bf16(tiny_cifar):
     trainer.fit(model, datamodule=_dm(tiny_cifar))
     assert trainer.global_step == 3
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_a_training_batch_keeps_its_host_indices_through_the_transfer(tiny_cifar):
+    """The views' parameters are drawn from the host's copy of the indices (reading the
+    device's would make the host wait for the GPU at every batch): transfer_batch_to_device
+    hands it over as a fourth element, on_after_batch_transfer drops it, and the views are
+    the ones drawn from the batch's own indices."""
+    import lightning as L
+
+    dm = _dm(tiny_cifar)
+    dm.setup()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    dm.trainer = trainer
+    batch = next(iter(dm.train_dataloader()))
+    idx = batch[2]
+    assert len(dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)) == 3  # not training
+    trainer.training = True
+    moved = dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)
+    assert len(moved) == 4 and moved[3] is idx
+    (v1, v2), y, idx_out = dm.on_after_batch_transfer(moved, 0)
+    assert idx_out is moved[2] and torch.equal(y, batch[1])
+    want = BatchAugment(resolve_augmentation("auto", 32), 32, *CIFAR10_STATS, seed=3)(
+        dm.device_images("cpu")[idx], idx, 0
+    )
+    assert torch.equal(v1, want[0]) and torch.equal(v2, want[1])
+    # The host copy is the one used: other indices there give other views.
+    other = (*moved[:3], idx.flip(0))
+    (o1, _), _, _ = dm.on_after_batch_transfer(other, 0)
+    assert not torch.equal(o1, v1)
+    # Evaluation batches are moved as they are.
+    x, ye, ie = next(iter(dm.eval_dataloader()))
+    assert len(dm.transfer_batch_to_device((x, ye, ie), torch.device("cpu"), 1)) == 3
+
+
+def _synchronizing_calls(fn) -> list[str]:
+    """The CUDA calls that make the host wait for the GPU while ``fn`` runs (torch's sync
+    debug mode), as 'file:line: message'."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [f"{w.filename}:{w.lineno}: {w.message}" for w in caught
+            if "synchroniz" in str(w.message)]  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_views_never_make_the_host_wait(tiny_cifar):
+    """A fast-path training batch becomes its views without a single host sync: the GPU
+    keeps working on the previous step meanwhile."""
+    import lightning as L
+
+    dm = _dm(tiny_cifar)
+    dm.setup()
+    dm.device_images("cuda")  # moved once, before (a blocking copy)
+    trainer = L.Trainer(accelerator="gpu", devices=1, logger=False, enable_progress_bar=False)
+    dm.trainer = trainer
+    trainer.training = True
+    batch = next(iter(dm.train_dataloader()))
+    device = torch.device("cuda")
+    dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)  # warm-up
+
+    def views():
+        dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
+
+    assert _synchronizing_calls(views) == []
