@@ -106,9 +106,12 @@ step scaling_step 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --side
     "${scaling[@]}" --peak-memory --out "$OUT/bench_fit_scaling.json"
 step scaling_knn 150 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-compare \
     "${banks[@]}" --out "$OUT/bench_knn_scaling.json"
-step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+# The CUDA-only tests, among them the two that no training step and no batch's views make
+# the host wait for the GPU (torch's sync debug mode).
+step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k "cuda or gpu" \
     tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
-    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py
+    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py \
+    tests/ssl_norms/methods/test_finite_guard.py
 # The per-image baseline in 8 loader workers on a GPU machine (its 2-worker rows took 2 of
 # this step's 3 minutes at 128 px on the H100's host).
 workers=(--workers 8)
