@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
@@ -50,7 +50,7 @@ from ssl_norms.checkpoint_io import AtomicCheckpointIO
 from ssl_norms.config_errors import explain_config_error, strip_union_listing
 from ssl_norms.loggers import ResumableCSVLogger
 from ssl_norms.methods import SSLMethod
-from ssl_norms.progress import ProgressLines, ProgressMode, use_lines
+from ssl_norms.progress import ProgressLines, ProgressMode, TimedProgressBar, use_lines
 from ssl_norms.resume import CheckpointInfo, check_checkpoint_fits, read_checkpoint_info
 from ssl_norms.run_folder import (
     CKPT_KEYWORDS,
@@ -473,6 +473,10 @@ class SSLNormsCLI(LightningCLI):
         if use_lines(mode) and (mode == "lines" or config.get("enable_progress_bar") is not False):
             config["enable_progress_bar"] = False
             user_callbacks.append(ProgressLines())
+        elif config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in user_callbacks
+        ):
+            user_callbacks.append(TimedProgressBar())
         config["callbacks"] = user_callbacks
         return super()._instantiate_trainer(config, callbacks)
 

@@ -11,6 +11,11 @@ rank 0 only::
 loss space, as ``norm/z_mean``), ``lr`` the backbone's learning rate at the epoch's end;
 the evaluation line shows what the monitors logged for it. ``ssl-norms fit --progress
 auto`` (the default) keeps Lightning's bar in a terminal and uses these lines elsewhere.
+
+The bar is :class:`TimedProgressBar`: Lightning's, redrawn at most twice a second. Each
+redraw reads the logged loss back from the device; on a GPU that waits for all the work
+queued so far, so Lightning's default (a redraw per step) would stall a GPU run at every
+step. The lines read nothing back until an epoch ends.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from typing import Literal, TextIO
 
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from ssl_norms import metric_names as M
 
-__all__ = ["ProgressLines", "ProgressMode", "use_lines"]
+__all__ = ["ProgressLines", "ProgressMode", "TimedProgressBar", "use_lines"]
 
 ProgressMode = Literal["auto", "bar", "lines"]
 
@@ -41,6 +47,25 @@ def use_lines(mode: ProgressMode, stream: TextIO | None = None) -> bool:
         return not stream.isatty()
     except (AttributeError, ValueError):  # a closed or exotic stream
         return True
+
+
+class TimedProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, redrawn at most every ``interval`` seconds (and at the end
+    of each loop): as often as a person can read it, whatever the step time."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(refresh_rate=1)
+        self.interval = float(interval)
+        self._last_draw = -float("inf")
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        now = time.monotonic()
+        if current == total or now - self._last_draw >= self.interval:
+            self._last_draw = now
+            return True
+        return False
 
 
 class ProgressLines(Callback):

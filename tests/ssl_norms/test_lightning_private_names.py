@@ -45,6 +45,8 @@ PRIVATE = [
      "ssl_norms/lightning_cli.py: drop the anonymous=None that wandb warns about on every run"),
     ("module", "_trainer",
      "ssl_norms/methods/base.py: the trainer or None (LightningModule.trainer raises when detached)"),
+    ("tqdm_bar", "_should_update",
+     "ssl_norms/progress.py: overridden to redraw the bar by time, not at every step"),
 ]  # fmt: skip
 
 
@@ -75,6 +77,10 @@ def _owner(name: str):
         from lightning.fabric.utilities import cloud_io
 
         return cloud_io
+    if name == "tqdm_bar":
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        return TQDMProgressBar
     if name == "module":
         from lightning.pytorch import LightningModule
 
@@ -130,7 +136,8 @@ def test_every_private_lightning_method_we_override_is_listed():
 
     listed = {attribute for _, attribute, _ in PRIVATE}
     overrides = {}
-    for module_name in ("ssl_norms.lightning_cli", "ssl_norms.loggers", "ssl_norms.checkpoint_io"):
+    for module_name in ("ssl_norms.lightning_cli", "ssl_norms.loggers", "ssl_norms.checkpoint_io",
+                        "ssl_norms.progress"):  # fmt: skip
         module = importlib.import_module(module_name)
         for cls in vars(module).values():
             if not isinstance(cls, type) or cls.__module__ != module_name:

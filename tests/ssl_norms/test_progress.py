@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import REPO
 
-from ssl_norms.progress import ProgressLines, use_lines
+from ssl_norms.progress import ProgressLines, TimedProgressBar, use_lines
 
 
 class Terminal(io.StringIO):
@@ -40,6 +40,32 @@ def test_the_cli_installs_the_lines_instead_of_the_bar(
     installed = [c for c in cli.trainer.callbacks if isinstance(c, ProgressLines)]
     assert bool(installed) is lines
     assert (cli.trainer.progress_bar_callback is None) is lines
+    if not lines:  # the bar that redraws by time (never a host sync per step on a GPU)
+        assert isinstance(cli.trainer.progress_bar_callback, TimedProgressBar)
+
+
+def test_the_bar_redraws_by_time_not_at_every_step(monkeypatch) -> None:
+    """Each redraw reads the loss back from the device: at most one per interval (and the
+    loop's last batch), however short the steps; every step when steps are slow."""
+    import ssl_norms.progress as progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+
+    def redrawn(bar, step_s: float, total: int) -> list[int]:
+        drawn = []
+        for batch in range(1, total + 1):
+            now[0] += step_s
+            if bar._should_update(batch, total):
+                drawn.append(batch)
+        return drawn
+
+    # 125 ms steps, 0.5 s interval: every 4th batch, and the last.
+    assert redrawn(TimedProgressBar(interval=0.5), 0.125, 100) == [*range(1, 98, 4), 100]
+    assert redrawn(TimedProgressBar(interval=0.5), 2.0, 6) == [1, 2, 3, 4, 5, 6]
+    disabled = TimedProgressBar()
+    disabled.disable()
+    assert redrawn(disabled, 2.0, 3) == []
 
 
 def _demo_fit_output(tmp_path: Path, epochs: int, n_train: int, wandb: str) -> str:
