@@ -277,10 +277,13 @@ def _cycle(loader):
 
 def _views(dm, batch, device):
     """The two views of a loader batch on ``device`` (batched augmentation when set)."""
+    import torch
+
     views, y, idx = batch
-    if not isinstance(views, (list, tuple)):  # uint8 images (augment_on="device")
-        batch = (views.to(device, non_blocking=True), y, idx)
-        views = dm.on_after_batch_transfer(batch, 0)[0]
+    if not isinstance(views, (list, tuple)):  # uint8 images or indices (augment_on="device")
+        # As Lightning does: the DataModule's move, then its views.
+        moved = dm.transfer_batch_to_device(batch, torch.device(device), 0)
+        views = dm.on_after_batch_transfer(moved, 0)[0]
     return [v.to(device, non_blocking=True) for v in views]
 
 

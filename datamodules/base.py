@@ -415,9 +415,7 @@ class SSLDataModule(LightningDataModule):
         device's copy there would make the host wait for all the GPU's queued work (the
         previous training step) at every batch."""
         moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
-        trainer = self.trainer
-        training = trainer is not None and trainer.training
-        if training and self._batch_augment is not None and self._augments(batch):
+        if self._batch_augment is not None and self._augments(batch):
             return (*moved, batch[2])
         return moved
 

@@ -150,16 +150,10 @@ def test_a_training_batch_keeps_its_host_indices_through_the_transfer(tiny_cifar
     device's would make the host wait for the GPU at every batch): transfer_batch_to_device
     hands it over as a fourth element, on_after_batch_transfer drops it, and the views are
     the ones drawn from the batch's own indices."""
-    import lightning as L
-
     dm = _dm(tiny_cifar)
     dm.setup()
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
-    dm.trainer = trainer
     batch = next(iter(dm.train_dataloader()))
     idx = batch[2]
-    assert len(dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)) == 3  # not training
-    trainer.training = True
     moved = dm.transfer_batch_to_device(batch, torch.device("cpu"), 0)
     assert len(moved) == 4 and moved[3] is idx
     (v1, v2), y, idx_out = dm.on_after_batch_transfer(moved, 0)
@@ -198,14 +192,9 @@ def _synchronizing_calls(fn) -> list[str]:
 def test_cuda_views_never_make_the_host_wait(tiny_cifar):
     """A fast-path training batch becomes its views without a single host sync: the GPU
     keeps working on the previous step meanwhile."""
-    import lightning as L
-
     dm = _dm(tiny_cifar)
     dm.setup()
     dm.device_images("cuda")  # moved once, before (a blocking copy)
-    trainer = L.Trainer(accelerator="gpu", devices=1, logger=False, enable_progress_bar=False)
-    dm.trainer = trainer
-    trainer.training = True
     batch = next(iter(dm.train_dataloader()))
     device = torch.device("cuda")
     dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)  # warm-up
