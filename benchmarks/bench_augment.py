@@ -147,7 +147,8 @@ def bench(args) -> list[dict]:
                 def step(raw_it=raw_it, device=device, aug=aug, raw=raw):
                     x, _, idx = next(raw_it)
                     x = x.to(device, non_blocking=True)
-                    return aug(x, idx.to(device), raw.epoch)
+                    # The host's indices, as the DataModule passes them (no read-back).
+                    return aug(x, idx, raw.epoch)
 
                 rate = _timed(step, args.batches, args.warmup, args.repeats, args.batch_size, sync)
                 where = f"{args.threads} threads" if device == "cpu" else "cuda"
@@ -190,14 +191,15 @@ def _resident_rate(args, images, aug, device: str, sync) -> float:
     import torch
 
     held = images.to(device)
-    order = torch.randperm(len(held), generator=torch.Generator().manual_seed(1)).to(device)
+    order = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))
     batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
-    batches = [b for b in batches if len(b) == args.batch_size]
+    # (host indices for the parameters, device indices for the gather), as the DataModule
+    batches = [(b, b.to(device)) for b in batches if len(b) == args.batch_size]
     position = iter(range(10**9))
 
     def step():
-        idx = batches[next(position) % len(batches)]
-        return aug(held[idx], idx, 0)
+        host, on_device = batches[next(position) % len(batches)]
+        return aug(held[on_device], host, 0)
 
     return _timed(step, args.batches, args.warmup, args.repeats, args.batch_size, sync)
 
