@@ -246,7 +246,7 @@ class SSLMethod(LightningModule):
         self.cut_constant = float(cut_constant)
         self.gradscale_power = float(gradscale_power)
         self._cut_done = False
-        self._finite_guard: FiniteGuard | None = None  # one per fit (on_train_start)
+        self._finite_guard: FiniteGuard | None = None  # one per fit (_guard)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SSLMethod:  # type: ignore[override]
@@ -347,8 +347,8 @@ class SSLMethod(LightningModule):
             state["lr_lambdas"] = [None] * len(saved)  # None: LambdaLR keeps the new one
 
     def on_train_start(self) -> None:
-        # A fresh guard per fit, timed for the device the fit runs on.
-        self._finite_guard = FiniteGuard(self._finite_check_timing())
+        # A fresh guard per fit, made at its first check: timed for the device the fit runs on.
+        self._finite_guard = None
         # A resume on a changed schedule (warned in configure_optimizers): the restored
         # optimizer still holds the old schedule's last lr for the first step; set it.
         if getattr(self, "_schedule_changed", False):
@@ -448,7 +448,7 @@ class SSLMethod(LightningModule):
         return timing
 
     def _guard(self) -> FiniteGuard:
-        if self._finite_guard is None:  # outside a fit (a direct call)
+        if self._finite_guard is None:
             self._finite_guard = FiniteGuard(self._finite_check_timing())
         return self._finite_guard
 
