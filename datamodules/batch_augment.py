@@ -101,11 +101,23 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 SOLARIZE_THRESHOLD = 128 / 255
 
 
+def _to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` (a small CPU tensor of per-row parameters) on ``device`` in ``dtype``, without
+    waiting for that device: a blocking copy to a GPU waits for all its queued work (the
+    previous training step's) first, and the views take dozens of such copies. So does a
+    ``non_blocking`` one from pageable memory, which the driver may stage only after a
+    stream sync (CUDA runtime API, "API synchronization behavior"): to a GPU the values go
+    through pinned memory (PyTorch's caching host allocator keeps each block until its
+    copy is done)."""
+    t = t.to(dtype)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``t`` (a small CPU tensor of per-row parameters) on ``x``'s device, in its dtype,
-    without waiting for that device: a blocking copy to a GPU waits for all its queued work
-    (the previous training step's) first, and the views take dozens of such copies."""
-    return t.to(x.device, x.dtype, non_blocking=True)
+    """``t`` on ``x``'s device, in ``x``'s dtype (``_to_device``)."""
+    return _to_device(t, x.device, x.dtype)
 
 
 def draw_uniforms(seed: int, epoch: int, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -280,9 +292,10 @@ def resized_crop_uint8(
     return out
 
 
-def _rows(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+def _rows(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+    """The indices of ``mask``'s (a CPU mask's) true rows, on ``x``'s device."""
     rows = mask.nonzero().squeeze(1)
-    return rows.to(device, non_blocking=True) if len(rows) else None
+    return _to_device(rows, x.device, rows.dtype) if len(rows) else None
 
 
 def _on_rows(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
@@ -290,7 +303,7 @@ def _on_rows(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
     some rows, ``fn(x)`` itself (no copies) when every row takes the step."""
     if bool(mask.all()):
         return fn(x)
-    rows = _rows(mask, x.device)
+    rows = _rows(mask, x)
     if rows is not None:
         x[rows] = fn(x[rows])
     return x
@@ -531,8 +544,8 @@ class BatchAugment(torch.nn.Module):
             )
         height, width = images.shape[-2:]
         first, second = self.params(indices, epoch, height, width)
-        mean = self.mean.to(images.device, non_blocking=True)
-        std = self.std.to(images.device, non_blocking=True)
+        mean = _to_device(self.mean, images.device, torch.float32)
+        std = _to_device(self.std, images.device, torch.float32)
         step = self.chunk_rows(images)
         on_uint8 = self.crops_uint8(images)
         if on_uint8:

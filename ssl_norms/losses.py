@@ -58,9 +58,10 @@ def info_nce(
     # Column of each anchor itself and of its positive among the 2B keys.
     own = torch.cat([rows, rows + total])
     positives = torch.cat([rows + total, rows])
-    # An anchor is never its own negative: mask it out of the softmax.
+    # An anchor is never its own negative: mask it out of the softmax. (new_full fills on
+    # the device; new_tensor would copy the value from the host and wait for the GPU.)
     logits = logits.index_put(
-        (torch.arange(2 * n, device=z1.device), own), logits.new_tensor(float("-inf"))
+        (torch.arange(2 * n, device=z1.device), own), logits.new_full((), float("-inf"))
     )
     return F.cross_entropy(logits, positives)
 

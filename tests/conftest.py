@@ -29,3 +29,30 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def busy_gpu():
+    """``busy(seconds)`` queues about ``seconds`` of work on the current CUDA stream (a
+    spinning kernel) and returns an event recorded behind it. While ``event.query()`` is
+    False the host has not waited for the GPU since: this catches every wait, also the
+    driver's own (a copy staged from pageable memory), which torch's sync debug mode does
+    not see."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    torch.cuda._sleep(10**7)
+    end.record()
+    end.synchronize()
+    cycles_per_ms = 10**7 / max(start.elapsed_time(end), 1e-3)
+
+    def busy(seconds: float):
+        torch.cuda._sleep(int(seconds * 1000 * cycles_per_ms))
+        done = torch.cuda.Event()
+        done.record()
+        return done
+
+    return busy

@@ -120,4 +120,7 @@ class BYOL(SSLMethod):
             self.current_tau = byol_tau(step - 1, total, self.base_tau)
             self.update_target(self.current_tau)
             self._last_ema_step = step
-            self.log(M.TRAIN_TAU, self.current_tau, on_step=True, on_epoch=False)
+            # Filled on the device: a Python number would be copied there from the host,
+            # which waits for the GPU.
+            tau = torch.full((), self.current_tau, device=self.device)
+            self.log(M.TRAIN_TAU, tau, on_step=True, on_epoch=False)

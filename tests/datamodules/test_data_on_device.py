@@ -203,3 +203,26 @@ def test_cuda_views_never_make_the_host_wait(tiny_cifar):
         dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
 
     assert _synchronizing_calls(views) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_views_run_ahead_of_a_busy_gpu(tiny_cifar, busy_gpu):
+    """While the GPU is still busy (with the previous step, in training), a batch becomes
+    its views without the host waiting for it, also not inside the driver (a copy from
+    pageable memory); the views are the same as on an idle GPU."""
+    dm = _dm(tiny_cifar)
+    dm.setup()
+    dm.device_images("cuda")
+    batch = next(iter(dm.train_dataloader()))
+    device = torch.device("cuda")
+
+    def views():
+        return dm.on_after_batch_transfer(dm.transfer_batch_to_device(batch, device, 0), 0)
+
+    (want1, want2), _, _ = views()  # warm-up: kernels loaded, pinned blocks cached
+    torch.cuda.synchronize()
+    done = busy_gpu(1.0)
+    (v1, v2), _, _ = views()
+    assert not done.query(), "the host waited for the busy GPU while making the views"
+    torch.cuda.synchronize()
+    assert torch.equal(v1, want1) and torch.equal(v2, want2)

@@ -252,3 +252,35 @@ def test_on_a_gpu_the_steps_never_make_the_host_wait() -> None:
     trainer.fit(model, datamodule=TinyDataModule(n=80, batch_size=8))
     assert model._finite_guard.timing == "next_step"
     assert debug.found == [], "\n".join(debug.found or ["the window did not run"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["simclr", "simsiam", "byol"])
+def test_on_a_gpu_each_step_runs_ahead_of_a_busy_gpu(method: str, busy_gpu) -> None:
+    """With the GPU's timing, the host queues a whole training step (forward, the guard's
+    checks, backward, optimizer step) while the GPU is still busy with work queued before
+    it: no wait, not even one torch's sync debug mode cannot see (the driver's). The guard
+    reads a step's checks during the next step's forward: one step ahead at most. (A
+    logging step, every ``log_every_n_steps``, reads the logged values back.)"""
+
+    class RunAhead(Callback):
+        """Queues half a second of GPU work as batch k (2-4) starts; at the next batch's
+        start (after step k, the module's own batch-end hook and the next batch's transfer,
+        before its forward reads step k's checks) the GPU must still be busy with it."""
+
+        def __init__(self) -> None:
+            self.waited: dict[int, bool] = {}
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if 3 <= batch_idx <= 5:
+                self.waited[batch_idx - 1] = self.done.query()
+            if 2 <= batch_idx <= 4:
+                self.done = busy_gpu(0.5)
+
+    probe = RunAhead()
+    model = make_method(method)
+    trainer = tiny_trainer(accelerator="gpu", max_steps=6, log_every_n_steps=1000,
+                           deterministic=False, callbacks=[probe])  # fmt: skip
+    trainer.fit(model, datamodule=TinyDataModule(n=80, batch_size=8))
+    assert model._finite_guard.timing == "next_step"
+    assert probe.waited == {2: False, 3: False, 4: False}, probe.waited
