@@ -15,16 +15,18 @@ same recipe (``datamodules.transforms`` presets), each from a DataLoader as in t
   loader processes, a whole batch per fetch (one thread each; the per-image uint8 crop,
   ``uint8_crop=True``, as the DataModule sets it there).
 
-Each measurement: ``--warmup`` batches untimed (worker start-up, allocator), then
-``--repeats`` timings of ``--batches`` batches; the value is the median. Unit: two-view
-images/s (input images turned into two views per second). Goal on 2 CPU cores: batched at
-least 3x the per-image path.
+The sides take turns: ``--repeats`` rounds, in each every side (its loader's workers
+started for its turn and stopped after it) runs ``--warmup`` batches untimed, then
+``--batches`` timed ones. Values are medians over the rounds; a ratio is the median of the
+rounds' ratios (each round's sides saw the same machine load). Unit: two-view images/s
+(input images turned into two views per second). Goal on 2 CPU cores: batched at least 3x
+the per-image path.
 
     .venv/bin/python benchmarks/bench_augment.py --out results/bench_augment.json
     .venv/bin/python benchmarks/bench_augment.py --quick   # seconds: proves the script runs
 
 Records (a JSON list, to stdout or ``--out``): ``{name, value, unit, baseline,
-baseline_value, ratio}``, ratio = value / baseline_value.
+baseline_value, ratio, ratios}``, ``ratios`` the rounds' value / baseline value.
 """
 
 from __future__ import annotations
@@ -42,30 +44,69 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from _common import emit  # noqa: E402
 
 
-def _timed(step, batches: int, warmup: int, repeats: int, images_per_batch: int, sync=None):
-    """Median images/s of ``repeats`` runs of ``batches`` calls of ``step`` after ``warmup``."""
+def _rate(step, batches: int, warmup: int, images_per_batch: int, sync=None) -> float:
+    """Images/s of ``batches`` calls of ``step`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         step()
-    rates = []
-    for _ in range(repeats):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            step()
-        if sync:
-            sync()
-        rates.append(batches * images_per_batch / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    if sync:
+        sync()
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    if sync:
+        sync()
+    return batches * images_per_batch / (time.perf_counter() - t0)
 
 
-def _cycle(loader):
+def _paired(sides: dict, args) -> dict[str, list[float]]:
+    """Each side's images/s in each of ``args.repeats`` rounds, the sides in turn within a
+    round (A B C, A B C, ...), so that a change in the machine's load hits all of them.
+
+    ``sides`` maps a name to ``open(round) -> (step, close, sync)``: a side's loader (its
+    workers) lives for its own turn only and is shut down by ``close``, so that no worker of
+    another side keeps filling its prefetch queue in the background of a timing."""
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(args.repeats):
+        for name, open_side in sides.items():
+            step, close, sync = open_side(round_)
+            try:
+                rates[name].append(_rate(step, args.batches, args.warmup, args.batch_size, sync))
+            finally:
+                close()
+    return rates
+
+
+def _loader_side(loader):
+    """A side that draws batches from a fresh iterator over ``loader`` (its workers start
+    for this turn and stop when it ends)."""
+
+    def open_side(round_: int):
+        it = _cycle(loader, first_epoch=round_)
+        return (lambda: next(it)), it.close, None
+
+    return open_side
+
+
+def _cycle(loader, first_epoch: int = 0):
     """An endless iterator over ``loader`` (one epoch after another)."""
-    epoch = 0
+    epoch = first_epoch
     while True:
         loader.sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+def _record(kind: str, label: str, rates: list[float], base: list[float], baseline: str) -> dict:
+    ratios = [r / b for r, b in zip(rates, base, strict=True)]
+    return {
+        "name": f"augment/two_view/{kind}/{label}",
+        "value": round(statistics.median(rates), 1),
+        "unit": "images/s",
+        "baseline": baseline,
+        "baseline_value": round(statistics.median(base), 1),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+    }
 
 
 def bench(args) -> list[dict]:
@@ -80,6 +121,7 @@ def bench(args) -> list[dict]:
 
     mean, std = IMAGENET_STATS
     n_images = args.batch_size * (args.batches + args.warmup) + args.batch_size
+    torch.set_num_threads(args.threads)
     records = []
     for size in args.sizes:
         g = torch.Generator().manual_seed(0)
@@ -88,51 +130,25 @@ def bench(args) -> list[dict]:
         for method in args.methods:
             views = resolve_augmentation(method, size)
             label = f"{method}/{size}px"
+            sides = {}
 
             per_image = TwoViewDataset(base, two_view_augmentation(views, size, mean, std))
-            loader = DataLoader(
+            sides["per_image"] = _loader_side(DataLoader(
                 per_image, batch_size=args.batch_size, num_workers=args.workers,
                 sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=per_image.set_epoch),
-                persistent_workers=args.workers > 0, drop_last=True,
-            )  # fmt: skip
-            it = _cycle(loader)
-            torch.set_num_threads(args.threads)
-            base_rate = _timed(
-                lambda it=it: next(it), args.batches, args.warmup, args.repeats, args.batch_size
-            )
-            del it, loader
-            baseline = f"per-image torchvision loader, {args.workers} workers, {label}"
-            print(f"{label} per-image ({args.workers} workers): {base_rate:,.0f} images/s",
-                  file=sys.stderr)  # fmt: skip
+                drop_last=True,
+            ))  # fmt: skip
 
             raw = RawImageDataset(base)
             # augment_on="loader_batched": the batched recipe in the same number of workers.
             aug = BatchAugment(views, size, mean, std)
             lb_aug = BatchAugment(views, size, mean, std, uint8_crop=True)  # as the DataModule
-            lb_loader = DataLoader(
+            sides["batched_loader"] = _loader_side(DataLoader(
                 IndexBatchDataset(raw), batch_size=args.batch_size, num_workers=args.workers,
                 sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
-                persistent_workers=args.workers > 0, drop_last=True,
-                collate_fn=AugmentBatch(lb_aug, raw),
-            )  # fmt: skip
-            lb_it = _cycle(lb_loader)
-            rate = _timed(
-                lambda it=lb_it: next(it), args.batches, args.warmup, args.repeats, args.batch_size
-            )
-            del lb_it, lb_loader
-            print(
-                f"{label} batched in {args.workers} workers: {rate:,.0f} images/s", file=sys.stderr
-            )
-            records.append(
-                {
-                    "name": f"augment/two_view/batched_loader/{label}",
-                    "value": round(rate, 1),
-                    "unit": "images/s",
-                    "baseline": baseline,
-                    "baseline_value": round(base_rate, 1),
-                    "ratio": round(rate / base_rate, 3),
-                }
-            )
+                drop_last=True, collate_fn=AugmentBatch(lb_aug, raw),
+            ))  # fmt: skip
+
             raw_loader = DataLoader(
                 raw, batch_size=args.batch_size, num_workers=0, drop_last=True,
                 sampler=GlobalBatchSampler(n_images, args.batch_size, on_epoch=raw.set_epoch),
@@ -141,53 +157,53 @@ def bench(args) -> list[dict]:
                 ["cuda"] if torch.cuda.is_available() and not args.cpu_only else []
             )
             for device in devices:
-                raw_it = _cycle(raw_loader)
-                sync = torch.cuda.synchronize if device == "cuda" else None
-
-                def step(raw_it=raw_it, device=device, aug=aug, raw=raw):
-                    x, _, idx = next(raw_it)
-                    x = x.to(device, non_blocking=True)
-                    # The host's indices, as the DataModule passes them (no read-back).
-                    return aug(x, idx, raw.epoch)
-
-                rate = _timed(step, args.batches, args.warmup, args.repeats, args.batch_size, sync)
-                where = f"{args.threads} threads" if device == "cpu" else "cuda"
-                print(f"{label} batched ({where}): {rate:,.0f} images/s", file=sys.stderr)
-                records.append(
-                    {
-                        "name": f"augment/two_view/batched_{device}/{label}",
-                        "value": round(rate, 1),
-                        "unit": "images/s",
-                        "baseline": baseline,
-                        "baseline_value": round(base_rate, 1),
-                        "ratio": round(rate / base_rate, 3),
-                    }
-                )
+                sides[f"batched_{device}"] = _device_side(raw_loader, raw, aug, device)
                 if device == "cuda" or args.quick:
-                    rate = _resident_rate(args, images, aug, device, sync)
-                    print(f"{label} batched ({where}, images held there): {rate:,.0f} images/s",
-                          file=sys.stderr)  # fmt: skip
-                    records.append(
-                        {
-                            "name": f"augment/two_view/batched_{device}_resident/{label}",
-                            "value": round(rate, 1),
-                            "unit": "images/s",
-                            "baseline": baseline,
-                            "baseline_value": round(base_rate, 1),
-                            "ratio": round(rate / base_rate, 3),
-                            "conditions": (
-                                "the augmentation's own throughput: the uint8 images held on "
-                                "the device and gathered by index there (data_on_device), no "
-                                "loader in the timed loop"
-                            ),
-                        }
+                    sides[f"batched_{device}_resident"] = _resident_side(args, images, aug, device)
+
+            rates = _paired(sides, args)
+            base_rates = rates.pop("per_image")
+            baseline = f"per-image torchvision loader, {args.workers} workers, {label}"
+            print(f"{label} per-image ({args.workers} workers): "
+                  f"{statistics.median(base_rates):,.0f} images/s", file=sys.stderr)  # fmt: skip
+            for kind, side_rates in rates.items():
+                record = _record(kind, label, side_rates, base_rates, baseline)
+                if kind.endswith("_resident"):
+                    record["conditions"] = (
+                        "the augmentation's own throughput: the uint8 images held on the "
+                        "device and gathered by index there (data_on_device), no loader in "
+                        "the timed loop"
                     )
+                records.append(record)
+                print(f"{label} {kind}: {record['value']:,.0f} images/s, ratio "
+                      f"{record['ratio']:.2f} (rounds {record['ratios']})",
+                      file=sys.stderr)  # fmt: skip
     return records
 
 
-def _resident_rate(args, images, aug, device: str, sync) -> float:
-    """Two-view images/s of ``aug`` alone, as the fast path runs it (``data_on_device``):
-    the uint8 set on ``device``, each batch gathered there by a shuffled index batch."""
+def _device_side(raw_loader, raw, aug, device: str):
+    """``augment_on="device"``: uint8 batches from a loader without workers, moved to
+    ``device`` (as Lightning does) and augmented there with the host's indices (as the
+    DataModule passes them: no read-back)."""
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else None
+
+    def open_side(round_: int):
+        it = _cycle(raw_loader, first_epoch=round_)
+
+        def step():
+            x, _, idx = next(it)
+            return aug(x.to(device, non_blocking=True), idx, raw.epoch)
+
+        return step, it.close, sync
+
+    return open_side
+
+
+def _resident_side(args, images, aug, device: str):
+    """``aug`` alone, as the fast path runs it (``data_on_device``): the uint8 set on
+    ``device``, each batch gathered there by a shuffled index batch."""
     import torch
 
     held = images.to(device)
@@ -196,12 +212,16 @@ def _resident_rate(args, images, aug, device: str, sync) -> float:
     # (host indices for the parameters, device indices for the gather), as the DataModule
     batches = [(b, b.to(device)) for b in batches if len(b) == args.batch_size]
     position = iter(range(10**9))
+    sync = torch.cuda.synchronize if device == "cuda" else None
 
-    def step():
-        host, on_device = batches[next(position) % len(batches)]
-        return aug(held[on_device], host, 0)
+    def open_side(round_: int):
+        def step():
+            host, on_device = batches[next(position) % len(batches)]
+            return aug(held[on_device], host, 0)
 
-    return _timed(step, args.batches, args.warmup, args.repeats, args.batch_size, sync)
+        return step, (lambda: None), sync
+
+    return open_side
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -213,7 +233,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--batches", type=int, default=10, help="batches per timed repeat")
     p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    p.add_argument("--repeats", type=int, default=5, help="rounds of the sides in turn (medians)")
     p.add_argument("--workers", type=int, default=2, help="loader workers of the per-image path")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the batched path")
     p.add_argument("--cpu-only", action="store_true", help="skip the CUDA rows")

@@ -150,6 +150,14 @@ def _goal(r: dict) -> str:
     return ""
 
 
+def _spread(record: dict) -> str:
+    """The range of a paired comparison's per-round ratios, when it has several."""
+    ratios = record.get("ratios") or []
+    if len(ratios) < 2:
+        return ""
+    return f" (rounds {_fmt(min(ratios))}-{_fmt(max(ratios))})"
+
+
 def _fmt(x) -> str:
     if x is None:
         return ""
@@ -261,6 +269,7 @@ def markdown(records: list[dict], figure_rel: str | None, quick: bool, note: str
                     f"| `{r['name']}` | {_fmt(r['value'])} | {r['unit']} | {r['baseline'] or ''} "
                     f"| {_fmt(r['baseline_value'])} | {_fmt(r['ratio'])}"
                     + (f" (CPU time: {_fmt(r['cpu_ratio'])})" if r.get("cpu_ratio") else "")
+                    + _spread(r)
                     + f" | {_goal(r)} |"
                 )
             conditions = [r.get("conditions") for r in part if r.get("conditions")]
