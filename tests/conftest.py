@@ -42,6 +42,7 @@ def busy_gpu():
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
+    torch.cuda._sleep(10**6)  # loads the kernel, so that the timing below is the GPU's clock
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     torch.cuda._sleep(10**7)
