@@ -221,7 +221,8 @@ def test_every_process_stops_at_the_same_step(tmp_path: Path, timing: str) -> No
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_a_gpu_the_steps_never_make_the_host_wait() -> None:
+@pytest.mark.parametrize("method", ["simclr", "simsiam", "byol"])
+def test_on_a_gpu_the_steps_never_make_the_host_wait(method: str) -> None:
     """With the GPU's timing, steps 2-5 of a fit (no logging or monitor step among them)
     make no CUDA call that waits for the GPU (torch's sync debug mode): the host queues the
     next step meanwhile."""
@@ -246,7 +247,7 @@ def test_on_a_gpu_the_steps_never_make_the_host_wait() -> None:
                               if "synchroniz" in str(w.message)]  # fmt: skip
 
     debug = SyncDebug()
-    model = make_method("simclr")  # auto: next_step on the GPU
+    model = make_method(method)  # auto: next_step on the GPU
     trainer = tiny_trainer(accelerator="gpu", max_steps=8, log_every_n_steps=1000,
                            deterministic=False, callbacks=[debug])  # fmt: skip
     trainer.fit(model, datamodule=TinyDataModule(n=80, batch_size=8))
