@@ -110,7 +110,7 @@ def _to_device(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> tor
     through pinned memory (PyTorch's caching host allocator keeps each block until its
     copy is done)."""
     t = t.to(dtype)
-    if device.type == "cuda":
+    if device.type == "cuda" and t.device.type == "cpu":
         t = t.pin_memory()
     return t.to(device, non_blocking=True)
 
