@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU checks in one run (about 8-9 minutes on one H100/H200): the fast-path epoch
-# (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s) with and without the
-# NaN guard, the k-NN pass (50,000 x 10,000, dim 512; goal <= 2 s), the step time against
-# the batch size and the k-NN time against the bank size, the CUDA tests, the
-# batched augmentation on the GPU (from a loader, and with the images held there) against
-# the per-image loader, the fast path's loss and k-NN against the default path
-# (benchmarks/compare_fast_path.py), our fit against a plain loop on the GPU (with and
-# without the NaN guard) and the epoch with torch.compile.
+# The GPU checks in one run (about 8-9 minutes on one H100/H200), the most wanted first: the
+# CUDA tests, our fit against a plain loop on the GPU (with and without the NaN guard), the
+# fast-path epoch (SimCLR ResNet-18, CIFAR-10's 50,000 images, batch 512; goal <= 10 s) with
+# and without the guard, the batched augmentation on the GPU (from a loader, and with the
+# images held there) against the per-image loader, the k-NN pass (50,000 x 10,000, dim 512;
+# goal <= 2 s), the step time against the batch size and the k-NN time against the bank
+# size, the epoch with torch.compile, and the fast path's loss and k-NN against the default
+# path (benchmarks/compare_fast_path.py).
 #
 #   OUT=results/gpu DATA=../shared/data COMMIT=$(git rev-parse --short HEAD) \
 #       bash benchmarks/gpu_checks.sh
@@ -81,6 +81,18 @@ step() {
 }
 
 step environment 60 sh -c "nvidia-smi || true; $PY -c 'import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'"
+# The steps in the order of what is still unknown, so that a run cut short (a device's time
+# runs out) brings back the most: first the CUDA-only tests, among them the four that no
+# training step and no batch's views make the host wait for the GPU (torch's sync debug
+# mode; a GPU kept busy while the host works, which also sees the driver's own waits).
+step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k "cuda or gpu" \
+    tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
+    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py \
+    tests/ssl_norms/methods/test_finite_guard.py
+# Our fit against a plain loop over the same module: whole runs in turn, the clock read at
+# the window's ends only (no sync after each step, as in a real run), with the NaN guard.
+step fit_vs_plain 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
+    --interleave run --steps 40 --synthetic 8192 --out "$OUT/bench_fit_sides.json"
 if [ "$DEVICE" = cuda ]; then
     epoch=(--gpu-epoch --data-dir "$DATA/cifar10")
 else
@@ -91,6 +103,17 @@ step fast_path_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --s
 step epoch_without_guard 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides \
     "${epoch[@]}" --no-check-finite --tag _no_guard --cache-dir "$CACHE" \
     --out "$OUT/bench_fit_epoch_no_guard.json"
+step fit_vs_plain_without_guard 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" \
+    --sides fit plain --interleave run --steps 40 --synthetic 8192 --no-check-finite \
+    --tag _no_guard --out "$OUT/bench_fit_sides_no_guard.json"
+# The batched augmentation on the GPU (from a loader, and with the images held there: its
+# own throughput, against the training step's). The per-image baseline in 8 loader workers
+# on a GPU machine (its 2-worker rows took 2 of this step's 3 minutes at 128 px on the
+# H100's host).
+workers=(--workers 8)
+[ "$DEVICE" = cuda ] || workers=()
+step augment 180 "$PY" benchmarks/bench_augment.py $Q --sizes 32 128 --methods simclr byol \
+    --repeats 3 "${workers[@]}" --out "$OUT/bench_augment.json"
 step knn 120 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-sklearn --peak-memory \
     --out "$OUT/bench_knn.json"
 # How the step time grows with the batch size and the k-NN time with the bank size (the
@@ -106,38 +129,21 @@ step scaling_step 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --side
     "${scaling[@]}" --peak-memory --out "$OUT/bench_fit_scaling.json"
 step scaling_knn 150 "$PY" benchmarks/bench_knn.py $Q --device "$DEVICE" --skip-compare \
     "${banks[@]}" --out "$OUT/bench_knn_scaling.json"
-# The CUDA-only tests, among them the two that no training step and no batch's views make
-# the host wait for the GPU (torch's sync debug mode).
-step cuda_tests 180 "$PY" -m pytest -q -p no:cacheprovider -k "cuda or gpu" \
-    tests/datamodules/test_batch_augment.py tests/datamodules/test_data_on_device.py \
-    tests/ssl_norms/test_knn.py tests/ssl_norms/models/test_sync_batchnorm.py \
-    tests/ssl_norms/methods/test_finite_guard.py
-# The per-image baseline in 8 loader workers on a GPU machine (its 2-worker rows took 2 of
-# this step's 3 minutes at 128 px on the H100's host).
-workers=(--workers 8)
-[ "$DEVICE" = cuda ] || workers=()
-step augment 180 "$PY" benchmarks/bench_augment.py $Q --sizes 32 128 --methods simclr byol \
-    --repeats 3 "${workers[@]}" --out "$OUT/bench_augment.json"
-if [ -n "${QUICK:-}" ]; then
-    compare=(--train-subset 4 --eval-subset 4 --width 4 --batch-size 16 --epochs 1 --seeds 0)
-else
-    # 3 seeds x 2 epochs of the full CIFAR-10 per path: about 2-3 minutes on one H100.
-    compare=(--epochs 2 --seeds 0 1 2 --num-workers 12)
-fi
-step compare_fast_path 300 "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
-    --data-dir "$DATA/cifar10" --cache-dir "$CACHE" "${compare[@]}" --out "$OUT/fast_path.json"
-# Whole runs in turn, the clock read at the window's ends only (no sync after each step, as
-# in a real run), with and without the NaN guard.
-step fit_vs_plain 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides fit plain \
-    --interleave run --steps 40 --synthetic 8192 --out "$OUT/bench_fit_sides.json"
-step fit_vs_plain_without_guard 150 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" \
-    --sides fit plain --interleave run --steps 40 --synthetic 8192 --no-check-finite \
-    --tag _no_guard --out "$OUT/bench_fit_sides_no_guard.json"
-# Last, as it may not fit a device run's time: the same epoch with torch.compile (on a CPU
-# without it: compiling there takes minutes, and the step only proves the plumbing).
+# The same epoch with torch.compile (on a CPU without it: compiling there takes minutes, and
+# the step only proves the plumbing).
 compile=(--compile)
 [ "$DEVICE" = cuda ] || compile=()
 step compiled_epoch 240 "$PY" benchmarks/bench_fit.py $Q --device "$DEVICE" --sides "${epoch[@]}" \
     "${compile[@]}" --tag _compiled --cache-dir "$CACHE" \
     --out "$OUT/bench_fit_epoch_compiled.json"
+# Last, as it was measured before (within noise at fcbdb3f) and takes the longest: the fast
+# path's loss and k-NN against the default path, 3 seeds x 2 epochs of the full CIFAR-10
+# per path (about 2 minutes on one H100).
+if [ -n "${QUICK:-}" ]; then
+    compare=(--train-subset 4 --eval-subset 4 --width 4 --batch-size 16 --epochs 1 --seeds 0)
+else
+    compare=(--epochs 2 --seeds 0 1 2 --num-workers 12)
+fi
+step compare_fast_path 300 "$PY" benchmarks/compare_fast_path.py --device "$DEVICE" \
+    --data-dir "$DATA/cifar10" --cache-dir "$CACHE" "${compare[@]}" --out "$OUT/fast_path.json"
 exit $failed
