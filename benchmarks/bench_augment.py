@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from _common import emit  # noqa: E402
+from _common import emit, median_ratio  # noqa: E402
 
 
 def _rate(step, batches: int, warmup: int, images_per_batch: int, sync=None) -> float:
@@ -97,15 +97,14 @@ def _cycle(loader, first_epoch: int = 0):
 
 
 def _record(kind: str, label: str, rates: list[float], base: list[float], baseline: str) -> dict:
-    ratios = [r / b for r, b in zip(rates, base, strict=True)]
     return {
         "name": f"augment/two_view/{kind}/{label}",
         "value": round(statistics.median(rates), 1),
         "unit": "images/s",
         "baseline": baseline,
         "baseline_value": round(statistics.median(base), 1),
-        "ratio": round(statistics.median(ratios), 3),
-        "ratios": [round(r, 3) for r in ratios],
+        "ratio": round(median_ratio(rates, base), 3),
+        "ratios": [round(r / b, 3) for r, b in zip(rates, base, strict=True)],
     }
 
 
