@@ -300,12 +300,16 @@ def _rows(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
 
 def _on_rows(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
     """``x`` with its rows ``mask`` replaced by ``fn`` of them: a gather and a scatter for
-    some rows, ``fn(x)`` itself (no copies) when every row takes the step."""
+    some rows, ``fn(x)`` itself (no copies) when every row takes the step.
+
+    ``index_select`` / ``index_copy_`` rather than ``x[rows]``: whole rows, copied as
+    blocks; advanced indexing goes element by element (on a CPU thread 5x slower for 10
+    of 32 rows at 128 px)."""
     if bool(mask.all()):
         return fn(x)
     rows = _rows(mask, x)
     if rows is not None:
-        x[rows] = fn(x[rows])
+        x.index_copy_(0, rows, fn(x.index_select(0, rows)))
     return x
 
 
@@ -345,9 +349,10 @@ def blend_steps_(x: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> t
         mean_w = _like(torch.where(step == 1, 1 - factor, zero), x).view(shape)
         gray_w = _like(torch.where(step == 2, 1 - factor, zero), x).view(shape)
         other = gray.mul_(gray_w).add_(mean.mul_(mean_w))
-    x.mul_(_like(a, x).view(shape))
-    if other is not None:
-        x.add_(other)
+    if other is None:
+        x.mul_(_like(a, x).view(shape))
+    else:  # one pass: other + a * x
+        torch.addcmul(other, x, _like(a, x).view(shape), out=x)
     return x.clamp_(0.0, 1.0)
 
 
@@ -379,19 +384,20 @@ def adjust_hue_(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     is_r = _float_mask(r, torch.eq, maxc)
     is_g = _float_mask(g, torch.eq, maxc)
     is_g.addcmul_(is_g, is_r, value=-1.0)
-    is_b = torch.add(is_r, is_g).neg_().add_(1.0)
+    is_b = torch.rsub(is_r, 1.0).sub_(is_g)
     hue6 = torch.sub(g, b).mul_(is_r)
     diff = torch.sub(b, r)
     hue6.addcmul_(diff, is_g)
     hue6.addcmul_(torch.sub(r, g, out=diff), is_b)
     # Grey pixels (C = 0) have a zero numerator; their hue does not matter (S = 0).
     hue6.div_(chroma.clamp_min(1e-30)).add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)
-    hue6.add_(6.0 * _like(factor, x).view(-1, 1, 1, 1))
-    # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a frac().
-    n = torch.arange(11.0, 6.0, -2.0, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # 11, 9, 7
-    torch.add(hue6, n, out=x)  # r, g and b are no longer needed
-    x.div_(6.0).frac_().mul_(6.0)
-    return x.sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0).mul_(chroma).add_(minc)
+    # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a remainder of a
+    # positive number. n (11, 9, 7 for R, G, B) and the shift 6 f, per row: one [R, 3] term.
+    n = torch.arange(11.0, 6.0, -2.0, dtype=torch.float64).view(1, 3)
+    offset = _like(n + 6.0 * factor.double().cpu().view(-1, 1), x).view(-1, 3, 1, 1)
+    torch.add(hue6, offset, out=x)  # r, g and b are no longer needed
+    x.fmod_(6.0).sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    return torch.addcmul(minc, x, chroma, out=x)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -544,13 +550,17 @@ class BatchAugment(torch.nn.Module):
             )
         height, width = images.shape[-2:]
         first, second = self.params(indices, epoch, height, width)
-        mean = _to_device(self.mean, images.device, torch.float32)
-        std = _to_device(self.std, images.device, torch.float32)
+        # (x - mean) / std as one pass, shift + scale * x (equal to float32 round-off).
+        scale = _to_device(1 / self.std.double(), images.device, torch.float32)
+        shift = _to_device(-self.mean.double() / self.std.double(), images.device, torch.float32)
         step = self.chunk_rows(images)
         on_uint8 = self.crops_uint8(images)
         if on_uint8:
             images = images.contiguous(memory_format=torch.channels_last)
+            # Channels-last crops: the kernel's own output layout, so that each image is
+            # written as one block; the float conversion below transposes once per chunk.
             crops = torch.empty(min(step, batch), 3, size, size, dtype=torch.uint8)
+            crops = crops.contiguous(memory_format=torch.channels_last)
             floats = torch.empty(crops.shape)
         for start in range(0, batch, step):
             rows = slice(start, start + step)
@@ -563,7 +573,7 @@ class BatchAugment(torch.nn.Module):
                 else:
                     crop = resized_crop(x, p, size)
                 v = colour_and_filters(crop, p, size)
-                torch.div(v.sub_(mean), std, out=out[view, rows])
+                torch.addcmul(shift, v, scale, out=out[view, rows])
         return list(out.unbind(0))
 
     def crops_uint8(self, images: torch.Tensor) -> bool:
