@@ -391,12 +391,13 @@ def adjust_hue_(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     hue6.addcmul_(torch.sub(r, g, out=diff), is_b)
     # Grey pixels (C = 0) have a zero numerator; their hue does not matter (S = 0).
     hue6.div_(chroma.clamp_min(1e-30)).add_(is_g, alpha=2.0).add_(is_b, alpha=4.0)
-    # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a remainder of a
-    # positive number. n (11, 9, 7 for R, G, B) and the shift 6 f, per row: one [R, 3] term.
+    # n + 6 keeps n + 6 h' positive (6 h' is in [-4, 8]), so the mod 6 is a frac() (about
+    # 6x faster than fmod on a CPU thread, whose kernel is not vectorised).
+    # n (11, 9, 7 for R, G, B) and the shift 6 f, per row: one [R, 3] term.
     n = torch.arange(11.0, 6.0, -2.0, dtype=torch.float64).view(1, 3)
     offset = _like(n + 6.0 * factor.double().cpu().view(-1, 1), x).view(-1, 3, 1, 1)
     torch.add(hue6, offset, out=x)  # r, g and b are no longer needed
-    x.fmod_(6.0).sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    x.div_(6.0).frac_().mul_(6.0).sub_(2.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
     return torch.addcmul(minc, x, chroma, out=x)
 
 
