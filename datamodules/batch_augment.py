@@ -36,8 +36,8 @@ floats (32 samples at 128 px, a whole CIFAR batch at 32 px), each step in place,
 bool masks: 1.3-2.0 s -> 0.43 s per 256 pairs. The rows that take a step are gathered
 and scattered as whole blocks (``index_select`` / ``index_copy_``; advanced indexing
 ``x[rows]`` copies element by element, 5x slower), and where two passes can be one
-(``addcmul`` for a blend and for the normalisation) they are: 0.43 -> about 0.36 s per 256
-pairs at 128 px (SimCLR, BYOL, one thread; this VM moves by 10-20% from run to run). A GPU runs the whole batch at once. On one
+(``addcmul`` for a blend and for the normalisation) they are: 0.43 -> about 0.36 s per
+256 pairs at 128 px (SimCLR, BYOL, one thread). A GPU runs the whole batch at once. On one
 thread, PyTorch's vectorised uint8 bilinear kernel (channels-last) crops 32 images at
 128 px in 3.4 ms where ``grid_sample`` on floats takes 6.8 ms; its per-call cost makes
 it slower below ``UINT8_CROP_MIN_SIDE`` and it does not use the intra-op threads (run from
