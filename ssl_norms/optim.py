@@ -1,7 +1,7 @@
 """LARS (You et al. 2017), as used by SimCLR/BYOL for large batches.
 
-SGD with momentum where each parameter's update is rescaled by the trust ratio
-``eta * ||w|| / (||g|| + weight_decay * ||w||)``. Parameter groups with
+SGD with momentum where each parameter's update ``d = g + weight_decay * w`` is rescaled by
+the trust ratio ``eta * ||w|| / ||d||``. Parameter groups with
 ``lars_adaptation=False`` (biases and BatchNorm parameters, see
 ``SSLMethod.exclude_bn_bias_from_wd``) take plain SGD-momentum steps.
 """
@@ -24,6 +24,13 @@ class LARS(Optimizer):
     ``lars_adaptation`` and both norms are positive, ``d *= eta * ||w|| / ||d||``
     (``||d|| = ||g + wd w||``); then ``buf = momentum * buf + d`` and
     ``w -= lr * (d + momentum * buf if nesterov else buf)``.
+
+    ``foreach``: step all parameters of a kind together with torch's multi-tensor (foreach)
+    kernels, or one parameter after another. ``None`` (default) chooses as torch's own
+    optimizers do: multi-tensor where the parameters are on a GPU (a per-parameter Python
+    loop launches about a dozen kernels per tensor there, more host time than the update
+    takes), per parameter on a CPU (each tensor's chain of operations stays in the cache:
+    ResNet-18 on one CPU thread, 24 against 38 ms). Both give the same step.
     """
 
     def __init__(
@@ -35,6 +42,7 @@ class LARS(Optimizer):
         eta: float = 0.02,
         nesterov: bool = False,
         lars_adaptation: bool = True,
+        foreach: bool | None = None,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
             raise ValueError(
@@ -49,6 +57,8 @@ class LARS(Optimizer):
             lars_adaptation=lars_adaptation,
         )
         super().__init__(params, defaults)
+        # An attribute, not a group setting: checkpoints of either choice load into the other.
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -57,28 +67,62 @@ class LARS(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if group["weight_decay"] != 0:
-                    d = d.add(p, alpha=group["weight_decay"])
-                if group["lars_adaptation"]:
-                    w_norm = torch.linalg.vector_norm(p)
-                    d_norm = torch.linalg.vector_norm(d)
-                    trust = torch.where(
-                        (w_norm > 0) & (d_norm > 0),
-                        group["eta"] * w_norm / d_norm,
-                        torch.ones_like(w_norm),
-                    )
-                    d = d.mul(trust)
-                if group["momentum"] != 0:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = d.detach().clone()
-                    else:
-                        state["momentum_buffer"].mul_(group["momentum"]).add_(d)
-                    buf = state["momentum_buffer"]
-                    d = d.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-                p.add_(d, alpha=-group["lr"])
+                if p.grad is not None:
+                    by_kind.setdefault((p.device, p.dtype), []).append(p)
+            for (device, _), params in by_kind.items():
+                foreach = self.foreach if self.foreach is not None else device.type == "cuda"
+                if foreach:
+                    self._step_together(params, group)
+                else:
+                    for p in params:
+                        self._step_one(p, group)
         return loss
+
+    def _step_one(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        d = p.grad
+        if group["weight_decay"] != 0:
+            d = d.add(p, alpha=group["weight_decay"])
+        if group["lars_adaptation"]:
+            w_norm = torch.linalg.vector_norm(p)
+            d_norm = torch.linalg.vector_norm(d)
+            trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
+            d = d.mul(trust)
+        if group["momentum"] != 0:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = d.detach().clone()
+            else:
+                state["momentum_buffer"].mul_(group["momentum"]).add_(d)
+            buf = state["momentum_buffer"]
+            d = d.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+        p.add_(d, alpha=-group["lr"])
+
+    def _step_together(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """``_step_one`` for same-device, same-dtype parameters in multi-tensor kernels."""
+        grads = [p.grad for p in params]
+        if group["weight_decay"] != 0:
+            d = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        else:
+            d = grads  # never written in place: the gradients stay as the backward left them
+        if group["lars_adaptation"]:
+            w_norm = torch.stack(torch._foreach_norm(params))
+            d_norm = torch.stack(torch._foreach_norm(d))
+            trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
+            d = torch._foreach_mul(d, list(trust.unbind()))
+        if group["momentum"] != 0:
+            states = [self.state[p] for p in params]
+            old = [i for i, s in enumerate(states) if "momentum_buffer" in s]
+            if old:
+                bufs = [states[i]["momentum_buffer"] for i in old]
+                torch._foreach_mul_(bufs, group["momentum"])
+                torch._foreach_add_(bufs, [d[i] for i in old])
+            for s, di in zip(
+                states, d, strict=True
+            ):  # a buffer starts as its parameter's first update
+                if "momentum_buffer" not in s:
+                    s["momentum_buffer"] = di.detach().clone()
+            bufs = [s["momentum_buffer"] for s in states]
+            d = torch._foreach_add(d, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+        torch._foreach_add_(params, d, alpha=-group["lr"])
