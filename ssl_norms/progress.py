@@ -12,10 +12,12 @@ loss space, as ``norm/z_mean``), ``lr`` the backbone's learning rate at the epoc
 the evaluation line shows what the monitors logged for it. ``ssl-norms fit --progress
 auto`` (the default) keeps Lightning's bar in a terminal and uses these lines elsewhere.
 
-The bar is :class:`TimedProgressBar`: Lightning's, redrawn at most twice a second. Each
-redraw reads the logged loss back from the device; on a GPU that waits for all the work
-queued so far, so Lightning's default (a redraw per step) would stall a GPU run at every
-step. The lines read nothing back until an epoch ends.
+The bar is :class:`TimedProgressBar`: Lightning's, redrawn at most twice a second, with
+the last step's ``train/loss``. Each redraw reads the loss back from the device; on a GPU
+that waits for all the work queued so far, so a redraw per step (Lightning's default, or
+any value logged with ``prog_bar=True``, which Lightning turns into a Python number at
+every step whether a bar is drawn or not) would stall a GPU run at every step. The lines
+read nothing back until an epoch ends.
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ class TimedProgressBar(TQDMProgressBar):
             self._last_draw = now
             return True
         return False
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        """Lightning's items and the last step's loss, read back here, at a redraw only
+        (the methods log it without ``prog_bar``)."""
+        items = super().get_metrics(trainer, pl_module)
+        loss = trainer.callback_metrics.get(M.TRAIN_LOSS)
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            items[M.TRAIN_LOSS] = float(loss)
+        return items
 
 
 class ProgressLines(Callback):

@@ -393,8 +393,10 @@ class SSLMethod(LightningModule):
         loss = all_reduce_sum(out.loss.detach()) / rank_and_world()[1]
         # "train/loss" is the contract's name (docs/contract.md): per step, without the
         # _step suffix Lightning adds when one key is logged both per step and per epoch.
-        self.log(M.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True,
-                 batch_size=y.shape[0])  # fmt: skip
+        # Not prog_bar: Lightning turns every prog_bar value into a Python number at every
+        # batch's end, bar or no bar (on a GPU the host would wait for each step); the
+        # progress bar (ssl_norms.progress) reads the loss only when it redraws.
+        self.log(M.TRAIN_LOSS, loss, on_step=True, on_epoch=False, batch_size=y.shape[0])
         # Every process holds the same values; the one barrier per epoch of this sync_dist
         # is cheap, and without it Lightning warns on every epoch under DDP.
         self.log(M.TRAIN_LOSS_EPOCH, loss, on_step=False, on_epoch=True, batch_size=y.shape[0],
