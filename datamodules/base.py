@@ -448,6 +448,12 @@ class SSLDataModule(LightningDataModule):
         views = self._batch_augment(
             images, idx if host_idx is None else host_idx, self._train.epoch
         )
+        if trainer is not None:
+            # Lightning converts a batch to the precision's dtype before the transfer, when
+            # this one still held uint8 images or indices: the views made here get the
+            # same conversion (float64 under "64-true", half under "16-true"), as the
+            # loader paths' views do.
+            views = trainer.precision_plugin.convert_input(views)
         return views, y, idx
 
     def bank_dataloader(self) -> DataLoader:

@@ -114,6 +114,36 @@ def test_each_method_trains_with_the_data_on_the_cpu_device(tiny_cifar, method, 
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+@pytest.mark.parametrize("data_on_device", [True, False], ids=["data_on_device", "uint8_loader"])
+def test_views_made_after_the_transfer_take_the_precision_s_dtype(
+    tiny_cifar, data_on_device, precision
+):
+    """Lightning converts a batch to the precision's dtype before its transfer, when this
+    path's batch holds uint8 images or indices: the views made afterwards get the same
+    conversion, so a "64-true" run (the exact 1 == 2 processes checks) or a half-precision
+    run trains on them as on the loader's views."""
+    import lightning as L
+
+    from ssl_norms.methods import SimCLR
+
+    seen = []
+
+    class Views(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.extend(v.dtype for v in batch[0])
+
+    model = SimCLR(backbone="resnet18", backbone_width=2, projector_hidden_dim=16,
+                   projector_out_dim=8, warmup_epochs=0.0)  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", precision=precision, max_steps=2,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Views()])  # fmt: skip
+    trainer.fit(model, datamodule=_dm(tiny_cifar, data_on_device=data_on_device))
+    want = {"64-true": torch.float64, "bf16-true": torch.bfloat16}[precision]
+    assert trainer.global_step == 2 and seen == [want] * 4
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_holds_the_images_and_gives_the_cpu_views(tiny_cifar):
     dm = _dm(tiny_cifar)

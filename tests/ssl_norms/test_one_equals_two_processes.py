@@ -44,6 +44,13 @@ CASES = {
         ["--model.init_args.cut_constant", "3", "--model.init_args.gradscale_power", "1",
          "--model.init_args.lr", "0.1"],
     ),
+    # The GPU fast path's data settings: the uint8 training set held on the model's device,
+    # index batches, the views made there after the transfer.
+    "simclr_data_on_device": (
+        "simclr",
+        8,
+        ["--data.init_args.augment_on", "device", "--data.init_args.data_on_device", "true"],
+    ),
     "simsiam_accumulate": ("simsiam", 16, ["--trainer.accumulate_grad_batches", "2"]),
     "byol_accumulate": ("byol", 16, ["--trainer.accumulate_grad_batches", "2"]),
 }  # fmt: skip
