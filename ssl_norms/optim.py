@@ -118,9 +118,8 @@ class LARS(Optimizer):
                 bufs = [states[i]["momentum_buffer"] for i in old]
                 torch._foreach_mul_(bufs, group["momentum"])
                 torch._foreach_add_(bufs, [d[i] for i in old])
-            for s, di in zip(
-                states, d, strict=True
-            ):  # a buffer starts as its parameter's first update
+            # A buffer starts as its parameter's first update.
+            for s, di in zip(states, d, strict=True):
                 if "momentum_buffer" not in s:
                     s["momentum_buffer"] = di.detach().clone()
             bufs = [s["momentum_buffer"] for s in states]
