@@ -73,34 +73,13 @@ class LARS(Optimizer):
                     by_kind.setdefault((p.device, p.dtype), []).append(p)
             for (device, _), params in by_kind.items():
                 foreach = self.foreach if self.foreach is not None else device.type == "cuda"
-                if foreach:
-                    self._step_together(params, group)
-                else:
-                    for p in params:
-                        self._step_one(p, group)
+                for together in [params] if foreach else ([p] for p in params):
+                    self._step(together, group)
         return loss
 
-    def _step_one(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        d = p.grad
-        if group["weight_decay"] != 0:
-            d = d.add(p, alpha=group["weight_decay"])
-        if group["lars_adaptation"]:
-            w_norm = torch.linalg.vector_norm(p)
-            d_norm = torch.linalg.vector_norm(d)
-            trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
-            d = d.mul(trust)
-        if group["momentum"] != 0:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = d.detach().clone()
-            else:
-                state["momentum_buffer"].mul_(group["momentum"]).add_(d)
-            buf = state["momentum_buffer"]
-            d = d.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-        p.add_(d, alpha=-group["lr"])
-
-    def _step_together(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
-        """``_step_one`` for same-device, same-dtype parameters in multi-tensor kernels."""
+    def _step(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """The class docstring's step for same-device, same-dtype parameters, in torch's
+        multi-tensor kernels (one parameter at a time when ``params`` holds one)."""
         grads = [p.grad for p in params]
         if group["weight_decay"] != 0:
             d = torch._foreach_add(grads, params, alpha=group["weight_decay"])
